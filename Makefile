@@ -1,0 +1,24 @@
+# `make run` and `make test` work from a fresh clone: they create .venv and install into it.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# certifi is capped because newer langchain-core wants a certifi release some mirrors lack.
+PIP_CONSTRAINTS := certifi<=2026.10.18
+QUESTION ?= What is 12*(3+4)-5?
+
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	echo "$(PIP_CONSTRAINTS)" > $(VENV)/constraints.txt
+	$(BIN)/pip install -q -c $(VENV)/constraints.txt -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install
+	$(BIN)/python -m rsim_graph solve "$(QUESTION)"
+
+test: install
+	$(BIN)/python -m pytest
+
+.PHONY: install run test

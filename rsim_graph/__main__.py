@@ -1,0 +1,105 @@
+"""`python -m rsim_graph solve "QUESTION"`: answer one question with strategy-injected reasoning.
+
+With no flags it uses the bundled tiny ArithWorld models. Examples:
+
+    python -m rsim_graph solve "What is 12*(3+4)-5?"
+    python -m rsim_graph solve "..." --json --planner random
+    python -m rsim_graph solve "..." --planner DIR --reasoner_base_url http://localhost:8000/v1 --reasoner_model Qwen/Qwen2.5-7B-Instruct
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from rsim_graph.errors import RSIMError
+from rsim_graph.graph import build_graph
+from rsim_graph.loading import PLANNER_SPECS, load_planner, load_reasoner
+from rsim_graph.strategies import load_strategies
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m rsim_graph", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("solve", help="answer one question")
+    s.add_argument("question")
+    s.add_argument("--json", action="store_true", help="print one JSON object instead of the annotated steps")
+    s.add_argument("--planner", default=None, help=f"{PLANNER_SPECS} (default: the bundled planner)")
+    s.add_argument("--planner_base_url", default=None, help="OpenAI-compatible server for a prompt:<model> planner")
+    s.add_argument("--greedy_planner", action="store_true", help="take the planner's most likely strategy")
+    s.add_argument("--reasoner", default=None, help="local model directory, hub id, or vllm:<model> (default: bundled)")
+    s.add_argument("--reasoner_base_url", default=None, help="OpenAI-compatible server (vLLM, SGLang, Ollama) for the reasoner")
+    s.add_argument("--reasoner_model", default=None, help="model name at --reasoner_base_url")
+    s.add_argument("--reasoner_mode", choices=["prefill", "turns"], default="prefill")
+    s.add_argument("--api_key", default=None, help="key for the OpenAI-compatible server(s)")
+    s.add_argument("--strategies", default=None, help="strategy library YAML (default: the nine built-in strategies)")
+    s.add_argument("--temperature", type=float, default=0.0)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--max_steps", type=int, default=12)
+    s.add_argument("--max_step_tokens", type=int, default=256)
+    s.add_argument("--max_total_tokens", type=int, default=2048)
+    return p.parse_args(argv)
+
+
+def solve(args: argparse.Namespace) -> int:
+    library = load_strategies(args.strategies)
+    planner = load_planner(
+        args.planner,
+        library,
+        seed=args.seed,
+        greedy=args.greedy_planner,
+        base_url=args.planner_base_url or args.reasoner_base_url,
+        api_key=args.api_key,
+    )
+    reasoner = load_reasoner(
+        args.reasoner,
+        base_url=args.reasoner_base_url,
+        model_name=args.reasoner_model,
+        api_key=args.api_key,
+        mode=args.reasoner_mode,
+        temperature=args.temperature,
+        seed=args.seed,
+    )
+    graph = build_graph(
+        planner,
+        reasoner,
+        library,
+        max_steps=args.max_steps,
+        max_step_tokens=args.max_step_tokens,
+        max_total_tokens=args.max_total_tokens,
+    )
+    final = None
+    for mode, chunk in graph.stream({"question": args.question}, stream_mode=["custom", "values"]):
+        if mode == "values":
+            final = chunk
+        elif not args.json and chunk["event"] == "step":
+            print(f"[{chunk['strategy']}] {chunk['text']}", flush=True)
+    if args.json:
+        out = {
+            "answer": final["answer"],
+            "steps": [{"strategy": s["strategy"], "text": s["text"]} for s in final["steps"]],
+            "stop_reason": final["stop_reason"],
+            "usage": final["usage"],
+        }
+        print(json.dumps(out))
+    else:
+        print(f"answer: {final['answer']}  (stop: {final['stop_reason']}, {final['usage']['reasoner_tokens']} reasoner tokens)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        return solve(args)
+    except RSIMError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Errors the runtime raises at its users. Each message says what went wrong and what to do."""
+
+
+class RSIMError(Exception):
+    """Base class: the CLI, the server and the evals print these as one line, without a traceback."""
+
+
+class StrategyError(RSIMError, ValueError):
+    """A strategy library is malformed or a strategy id is unknown."""
+
+
+class PlannerError(RSIMError):
+    """A planner returned something the graph cannot use."""
+
+
+class ReasonerError(RSIMError):
+    """A reasoner backend failed or returned nothing."""
+
+
+class CheckpointError(RSIMError, FileNotFoundError):
+    """A model or checkpoint path is missing or unreadable."""
+
+
+class InputError(RSIMError, ValueError):
+    """A user input (question, option) is invalid."""

@@ -1,0 +1,105 @@
+"""Answer extraction and grading: the one grader that rewards and evals both use.
+
+math-verify bounds its own run time with `signal.alarm`, which only works on the main thread; the
+server and threaded evals grade in worker threads. So its timeouts are switched off and the time
+is bounded here instead: inputs are capped in length, plain numbers take an exact fast path, and
+math-verify runs in a daemon thread that is abandoned (graded wrong) when it overruns.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from fractions import Fraction
+
+from math_verify import parse, verify
+
+logger = logging.getLogger(__name__)
+
+MAX_ANSWER_CHARS = 1000  # longer "answers" are not graded: they are not answers, and sympy may stall on them
+GRADE_TIMEOUT_S = 5.0
+_NUMBER = re.compile(r"^[-+]?(\d{1,3}(,\d{3})+|\d+)?(\.\d+)?$|^[-+]?\d+/\d+$")
+
+
+def extract_boxed(text: str) -> str | None:
+    """Content of the last `\\boxed{...}`, braces balanced.
+
+    >>> extract_boxed(r"so \\boxed{\\frac{1}{2}} and \\boxed{7}")
+    '7'
+    >>> extract_boxed("no box") is None
+    True
+    """
+    start = text.rfind("\\boxed")
+    while start != -1:
+        i = text.find("{", start)
+        if i != -1 and text[start + len("\\boxed") : i].strip() == "":
+            depth = 0
+            for j in range(i, len(text)):
+                depth += {"{": 1, "}": -1}.get(text[j], 0)
+                if depth == 0:
+                    return text[i + 1 : j].strip()
+        start = text.rfind("\\boxed", 0, start)
+    return None
+
+
+def extract_answer(text: str) -> str | None:
+    """The answer in a completion: the last `\\boxed{}`, else GSM8K's `#### N` line.
+
+    >>> extract_answer("Natalia sold 48+24 = 72 clips.\\n#### 72")
+    '72'
+    """
+    boxed = extract_boxed(text)
+    if boxed is not None:
+        return boxed
+    m = re.search(r"####\s*(.+?)\s*$", text.strip())
+    return m.group(1).strip() if m else None
+
+
+def _as_number(s: str) -> Fraction | None:
+    s = s.strip().strip("$").replace("\\!", "").strip()
+    s = re.sub(r"^\\text\{(.*)\}$", r"\1", s)
+    if not _NUMBER.match(s) or s in {"", "+", "-", "."}:
+        return None
+    try:
+        return Fraction(s.replace(",", ""))
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def _verify(gold: str, pred: str) -> bool:
+    g = parse(f"${gold}$", parsing_timeout=None) or parse(gold, parsing_timeout=None)
+    p = parse(f"${pred}$", parsing_timeout=None) or parse(pred, parsing_timeout=None)
+    return bool(g and p and verify(g, p, timeout_seconds=None))
+
+
+def grade(pred: str | None, gold: str, *, timeout_s: float = GRADE_TIMEOUT_S) -> bool:
+    """Whether answer `pred` equals `gold` (both already extracted, e.g. by `extract_answer`).
+
+    Safe in any thread. Numbers compare exactly; anything else goes to math-verify.
+
+    >>> grade("1,000", "1000"), grade("\\\\frac{1}{2}", "0.5"), grade(None, "3")
+    (True, True, False)
+    """
+    if pred is None or not pred.strip():
+        return False
+    if len(pred) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:
+        return False
+    p, g = _as_number(pred), _as_number(gold)
+    if p is not None and g is not None:
+        return p == g
+    if pred.strip() == gold.strip():
+        return True
+    result: list[bool] = []
+    t = threading.Thread(target=lambda: result.append(_verify(gold, pred)), daemon=True)
+    t.start()
+    t.join(timeout_s)
+    if t.is_alive():
+        logger.warning("grading %r against %r timed out after %.1fs; graded wrong", pred[:50], gold[:50], timeout_s)
+        return False
+    return bool(result and result[0])
+
+
+def grade_completion(completion: str, gold: str) -> bool:
+    """Extract the answer from a completion and grade it."""
+    return grade(extract_answer(completion), gold)

@@ -1,0 +1,207 @@
+"""The rSIM graph: plan → inject → reason → check, looping until the terminating strategy has run.
+
+The same compiled graph answers users, streams to the server and generates the trainer's rollouts.
+Nodes are module-level functions `State -> partial update`; their collaborators (planner, reasoner,
+library, limits) are bound with `functools.partial` in `build_graph`, so each node can be called alone.
+
+Custom stream events (`graph.stream(..., stream_mode="custom")`):
+- `{"event": "strategy", "step": i, "strategy": id, "forced": bool, "probs": [...] | None}`
+- `{"event": "step", "step": i, "strategy": id, "text": str}`
+- `{"event": "answer", "answer": str, "stop_reason": str}`
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from functools import partial
+from typing import Literal
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import StreamWriter
+
+from rsim_graph.errors import InputError, PlannerError, ReasonerError
+from rsim_graph.grading import extract_answer
+from rsim_graph.planners.base import Planner
+from rsim_graph.reasoners.base import Reasoner, StepRequest
+from rsim_graph.state import RSIMState, Step, usage
+from rsim_graph.strategies import StrategyLibrary
+
+NODES_PER_STEP = 4
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Budgets that make every trajectory end.
+
+    Args:
+        max_steps (`int`): steps per trajectory, the final (terminating) one included.
+        max_step_tokens (`int`): reasoner tokens per step.
+        max_total_tokens (`int`): reasoner tokens (generated and injected) per trajectory.
+    """
+
+    max_steps: int = 12
+    max_step_tokens: int = 256
+    max_total_tokens: int = 2048
+
+    def __post_init__(self):
+        if self.max_steps < 1:
+            raise InputError(f"max_steps must be at least 1 (got {self.max_steps}): the answer itself is a step")
+        if self.max_step_tokens < 1:
+            raise InputError(f"max_step_tokens must be at least 1 (got {self.max_step_tokens})")
+        if self.max_total_tokens < self.max_step_tokens:
+            raise InputError(
+                f"max_total_tokens ({self.max_total_tokens}) is below max_step_tokens ({self.max_step_tokens}); "
+                "raise max_total_tokens so at least one full step fits"
+            )
+
+
+def tokens_used(steps: list[Step]) -> int:
+    """Context tokens a trajectory has added; text-only backends are estimated at 4 characters a token."""
+    total = 0
+    for s in steps:
+        total += len(s["prompt_ids"]) if s.get("prompt_ids") is not None else len(s["injected"]) // 4 + 1
+        total += len(s["completion_ids"]) if s.get("completion_ids") is not None else len(s["text"]) // 4 + 1
+    return total
+
+
+def plan(state: RSIMState, *, planner: Planner, library: StrategyLibrary, limits: Limits) -> dict:
+    """Pick the next strategy, or force the terminating one when a budget runs out."""
+    steps = state.get("steps", [])
+    update: dict = {}
+    if not steps:
+        if not state.get("question", "").strip():
+            raise InputError("the question is empty: pass the problem to solve")
+        update["trajectory_id"] = state.get("trajectory_id") or uuid.uuid4().hex
+    forced_by = None
+    if len(steps) >= limits.max_steps - 1:
+        forced_by = "max_steps"
+    elif tokens_used(steps) + limits.max_step_tokens > limits.max_total_tokens:
+        forced_by = "max_total_tokens"
+    if forced_by:
+        pending = Step(strategy=library.terminal_id, forced=True, planner_logprob=None, planner_probs=None)
+        return {**update, "pending": pending, "stop_reason": forced_by}
+    choice = planner.choose(state, library)
+    if choice.strategy not in library:
+        raise PlannerError(
+            f"the planner chose {choice.strategy!r}, which is not in the strategy library ({', '.join(library.ids)}); "
+            "load the library the planner was trained with, or grow its head with planner.grow(library)"
+        )
+    pending = Step(strategy=choice.strategy, forced=False, planner_logprob=choice.logprob, planner_probs=choice.probs)
+    return {**update, "pending": pending}
+
+
+def inject(state: RSIMState, writer: StreamWriter, *, library: StrategyLibrary) -> dict:
+    """Render the chosen strategy's prompt: the text the reasoner's next step starts from."""
+    pending = state["pending"]
+    writer(
+        {
+            "event": "strategy",
+            "step": len(state.get("steps", [])),
+            "strategy": pending["strategy"],
+            "forced": pending["forced"],
+            "probs": pending.get("planner_probs"),
+        }
+    )
+    return {"pending": {**pending, "injected": library.render(pending["strategy"])}}
+
+
+def reason(state: RSIMState, writer: StreamWriter, *, reasoner: Reasoner, library: StrategyLibrary, limits: Limits) -> dict:
+    """Let the reasoner write one step after the injected strategy text."""
+    steps = state.get("steps", [])
+    pending = state["pending"]
+    budget = min(limits.max_step_tokens, max(1, limits.max_total_tokens - tokens_used(steps)))
+    out = reasoner.step(
+        StepRequest(
+            question=state["question"],
+            steps=steps,
+            strategy=pending["strategy"],
+            injected=pending["injected"],
+            max_new_tokens=budget,
+            delimiter=library.step_delimiter,
+            trajectory_id=state.get("trajectory_id", ""),
+            question_ids=state.get("question_ids"),
+        )
+    )
+    if not out.text.strip() and not out.completion_ids:
+        raise ReasonerError(
+            f"the reasoner returned nothing for step {len(steps)} ({pending['strategy']}); "
+            "check that the model or server is working and that max_step_tokens is not tiny"
+        )
+    step = Step(
+        **pending, text=out.text, prompt_ids=out.prompt_ids, completion_ids=out.completion_ids, logprobs=out.logprobs
+    )
+    writer({"event": "step", "step": len(steps), "strategy": step["strategy"], "text": step["text"]})
+    update: dict = {"steps": [step], "pending": None}
+    if out.question_ids is not None and state.get("question_ids") is None:
+        update["question_ids"] = out.question_ids
+    return update
+
+
+def check(state: RSIMState, writer: StreamWriter, *, reasoner: Reasoner, library: StrategyLibrary) -> dict:
+    """After a terminating step: extract the answer, record why the run stopped, free the reasoner's cache."""
+    last = state["steps"][-1]
+    if last["strategy"] != library.terminal_id:
+        return {}
+    text = last["text"]
+    answer = extract_answer(text)
+    if answer is None:  # always yield an answer: the terminating step's own text
+        answer = text.strip()
+    stop_reason = state.get("stop_reason") or "terminate"
+    if state.get("trajectory_id"):
+        reasoner.release(state["trajectory_id"])
+    writer({"event": "answer", "answer": answer, "stop_reason": stop_reason})
+    return {"answer": answer, "stop_reason": stop_reason, "usage": usage(state)}
+
+
+def route(state: RSIMState) -> Literal["plan", "__end__"]:
+    return END if state.get("stop_reason") and state.get("answer") is not None else "plan"
+
+
+def build_graph(
+    planner: Planner,
+    reasoner: Reasoner,
+    strategies: StrategyLibrary | None = None,
+    *,
+    max_steps: int = 12,
+    max_step_tokens: int = 256,
+    max_total_tokens: int = 2048,
+) -> CompiledStateGraph:
+    """Compile the rSIM graph.
+
+    Args:
+        planner (`Planner`): picks each step's strategy.
+        reasoner (`Reasoner`): writes each step.
+        strategies (`StrategyLibrary`, *optional*): defaults to the nine default strategies.
+        max_steps, max_step_tokens, max_total_tokens: see `Limits`.
+
+    Returns:
+        A `CompiledStateGraph` whose recursion limit is set from `max_steps`. Invoke it with `{"question": ...}`.
+    """
+    library = strategies or StrategyLibrary.default()
+    limits = Limits(max_steps, max_step_tokens, max_total_tokens)
+    g = StateGraph(RSIMState)
+    g.add_node("plan", partial(plan, planner=planner, library=library, limits=limits))
+    g.add_node("inject", partial(inject, library=library))
+    g.add_node("reason", partial(reason, reasoner=reasoner, library=library, limits=limits))
+    g.add_node("check", partial(check, reasoner=reasoner, library=library))
+    g.add_edge(START, "plan")
+    g.add_edge("plan", "inject")
+    g.add_edge("inject", "reason")
+    g.add_edge("reason", "check")
+    g.add_conditional_edges("check", route, {"plan": "plan", END: END})
+    # Each step visits 4 nodes; one spare super-step so the limit can never cut a trajectory short.
+    return g.compile(name="rsim").with_config(recursion_limit=NODES_PER_STEP * max_steps + 1)
+
+
+def run_batch(graph: CompiledStateGraph, questions: list[str], *, n: int = 1, return_exceptions: bool = False) -> list:
+    """Run `n` trajectories per question concurrently (question-major order), so their model calls batch.
+
+    LangChain's default thread pool is tiny (cpu + 4 workers); here every trajectory gets a thread,
+    because they spend their time waiting on the shared micro-batched backends.
+    """
+    inputs = [{"question": q} for q in questions for _ in range(n)]
+    if not inputs:
+        return []
+    return graph.batch(inputs, config={"max_concurrency": len(inputs)}, return_exceptions=return_exceptions)

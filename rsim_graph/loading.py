@@ -1,0 +1,113 @@
+"""Turn command-line specs into planners and reasoners; knows where the bundled tiny models live."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rsim_graph.errors import CheckpointError, InputError
+from rsim_graph.planners.base import Planner
+from rsim_graph.reasoners.base import Reasoner
+from rsim_graph.strategies import StrategyLibrary
+
+ASSETS = Path(__file__).with_name("assets")
+BUNDLED_REASONER = ASSETS / "reasoner"  # the tiny ArithWorld reasoner
+BUNDLED_REASONER_B = ASSETS / "reasoner-b"  # a second, smaller one for plug-in transfer
+BUNDLED_PLANNER = ASSETS / "planner"  # the planner trained by the default `python -m trainers.marl`
+
+PLANNER_SPECS = "a planner checkpoint directory, 'random', 'ps+', 'heuristic', 'scripted:ID,ID,...' or 'prompt:<model>'"
+
+
+def bundled(path: Path) -> Path:
+    if not (path / "config.json").is_file() and not (path / "planner.json").is_file():
+        raise CheckpointError(
+            f"the bundled model {path.name!r} is missing from {path.parent}; rebuild it with "
+            "`python -m trainers.pretrain_tiny`, or pass a model with --reasoner/--planner"
+        )
+    return path
+
+
+def default_planner_spec() -> str:
+    """The trained bundled planner once it ships, else the ArithWorld heuristic."""
+    return str(BUNDLED_PLANNER) if (BUNDLED_PLANNER / "planner.json").is_file() else "heuristic"
+
+
+def load_planner(
+    spec: str | None,
+    library: StrategyLibrary,
+    *,
+    seed: int | None = None,
+    greedy: bool = False,
+    base_url: str | None = None,
+    api_key: str | None = None,
+) -> Planner:
+    """Build a planner from `spec` (see `PLANNER_SPECS`)."""
+    spec = spec or default_planner_spec()
+    if spec == "random":
+        from rsim_graph.planners.simple import RandomPlanner
+
+        return RandomPlanner(seed)
+    if spec in ("ps+", "plan-and-solve"):
+        from rsim_graph.planners.simple import ScriptedPlanner
+
+        return ScriptedPlanner.plan_and_solve()
+    if spec.startswith("scripted:"):
+        from rsim_graph.planners.simple import ScriptedPlanner
+
+        ids = [s.strip() for s in spec.removeprefix("scripted:").split(",") if s.strip()]
+        for s in ids:
+            library.index(s)  # unknown ids fail here, with the library's ids in the message
+        return ScriptedPlanner(ids)
+    if spec == "heuristic":
+        from rsim_graph.planners.heuristic import HeuristicPlanner
+
+        return HeuristicPlanner()
+    if spec.startswith("prompt:"):
+        from langchain_openai import ChatOpenAI
+
+        from rsim_graph.planners.prompt import PromptPlanner
+
+        model = spec.removeprefix("prompt:")
+        if not base_url:
+            raise InputError(f"planner {spec!r} needs an OpenAI-compatible server: pass --planner_base_url (or --reasoner_base_url)")
+        return PromptPlanner(ChatOpenAI(model=model, base_url=base_url, api_key=api_key or "EMPTY", max_retries=1, timeout=60))
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise CheckpointError(f"planner {spec!r} is neither a directory nor a known planner; pass {PLANNER_SPECS}")
+    from rsim_graph.planners.policy import PolicyPlanner
+
+    planner = PolicyPlanner.from_pretrained(path, greedy=greedy, seed=seed)
+    if planner.library.ids != library.ids:
+        planner.grow(library)
+    return planner
+
+
+def load_reasoner(
+    spec: str | None = None,
+    *,
+    base_url: str | None = None,
+    model_name: str | None = None,
+    api_key: str | None = None,
+    mode: str = "prefill",
+    temperature: float = 0.0,
+    seed: int | None = None,
+) -> Reasoner:
+    """A reasoner from a local path or hub id, `vllm:<model>`, or an OpenAI-compatible `base_url`."""
+    if base_url:
+        from langchain_openai import ChatOpenAI
+
+        from rsim_graph.reasoners.chat import ChatModelReasoner
+
+        if not model_name:
+            raise InputError("--reasoner_base_url needs --reasoner_model: the model name the server serves")
+        chat = ChatOpenAI(
+            model=model_name, base_url=base_url, api_key=api_key or "EMPTY", temperature=temperature, max_retries=1, timeout=60
+        )
+        return ChatModelReasoner(chat, mode=mode, continue_final_message=mode == "prefill")
+    if spec and spec.startswith("vllm:"):
+        from rsim_graph.reasoners.vllm import VLLMReasoner
+
+        return VLLMReasoner(spec.removeprefix("vllm:"), temperature=temperature, seed=seed)
+    from rsim_graph.reasoners.hf import HFReasoner
+
+    path = spec or str(bundled(BUNDLED_REASONER))
+    return HFReasoner.from_pretrained(path, temperature=temperature, seed=seed)

@@ -1,0 +1,29 @@
+"""ArithWorld's hand-written planner: knows the world's rules (the reference for what good planning reaches).
+
+Understand the question, compute every operation with `deep-think` (the one strategy that never
+slips), then terminate. On a question that is not from ArithWorld it falls back to Plan-and-Solve.
+"""
+
+from __future__ import annotations
+
+from rsim_graph.planners.base import PlannerChoice
+from rsim_graph.planners.simple import ScriptedPlanner
+from rsim_graph.state import RSIMState
+from rsim_graph.strategies import StrategyLibrary
+from rsim_graph.tasks.arith import parse_question
+
+
+class HeuristicPlanner:
+    def __init__(self):
+        self.fallback = ScriptedPlanner.plan_and_solve()
+
+    def choose(self, state: RSIMState, library: StrategyLibrary) -> PlannerChoice:
+        parsed = parse_question(state["question"])
+        if parsed is None:
+            return self.fallback.choose(state, library)
+        steps = state.get("steps", [])
+        if not steps:
+            return PlannerChoice("understand")
+        used = [s["strategy"] for s in steps]
+        computed = used.count("deep-think") - used.count("backtrack")
+        return PlannerChoice("deep-think" if computed < len(parsed[1]) else library.terminal_id)

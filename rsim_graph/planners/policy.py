@@ -1,0 +1,155 @@
+"""A learned planner: a Hugging Face backbone plus an action head over the library's strategies.
+
+As in the paper (Sec. 3.2), the planner is a language model whose final hidden state feeds a freshly
+initialised linear head with one row per strategy. Choices from concurrent trajectories are batched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModel, AutoTokenizer
+
+from rsim_graph.batching import MicroBatcher
+from rsim_graph.errors import CheckpointError
+from rsim_graph.planners.base import PlannerChoice, planner_text
+from rsim_graph.state import RSIMState
+from rsim_graph.strategies import StrategyLibrary, load_strategies
+
+logger = logging.getLogger(__name__)
+
+HEAD_FILE = "head.pt"
+CONFIG_FILE = "planner.json"
+LIBRARY_FILE = "strategies.yaml"
+
+
+class PolicyPlanner(nn.Module):
+    """Backbone + action head.
+
+    Args:
+        backbone (`PreTrainedModel`): any `AutoModel` (the head reads its last hidden state).
+        tokenizer (`PreTrainedTokenizerBase`): the backbone's tokenizer.
+        library (`StrategyLibrary`): the strategies the head scores, in head-row order.
+        greedy (`bool`, *optional*, defaults to `False`): take the most likely strategy instead of sampling.
+        max_length (`int`, *optional*, defaults to `512`): planner input tokens; older steps are cut first.
+        seed (`int`, *optional*): seeds sampling.
+    """
+
+    def __init__(self, backbone, tokenizer, library: StrategyLibrary, *, greedy: bool = False, max_length: int = 512, seed: int | None = None):
+        super().__init__()
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.library = library
+        self.greedy = greedy
+        self.max_length = max_length
+        hidden = backbone.config.hidden_size
+        self.head = nn.Linear(hidden, len(library))
+        nn.init.normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+        self.generator = torch.Generator()
+        if seed is not None:
+            self.generator.manual_seed(seed)
+        self._lock = threading.Lock()
+        self.batcher = MicroBatcher(self._choose_batch)
+
+    # -- scoring ----------------------------------------------------------------------------------
+    def encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"][-self.max_length :] for t in texts]
+        L = max(len(x) for x in ids)
+        pad = self.tokenizer.pad_token_id or 0
+        input_ids = torch.full((len(ids), L), pad, dtype=torch.long)
+        mask = torch.zeros((len(ids), L), dtype=torch.long)
+        for i, x in enumerate(ids):  # left padding: the last position is every row's last token
+            input_ids[i, L - len(x) :] = torch.tensor(x)
+            mask[i, L - len(x) :] = 1
+        dev = self.head.weight.device
+        return {"input_ids": input_ids.to(dev), "attention_mask": mask.to(dev)}
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        """Logits over the library, (B, n_strategies)."""
+        enc = self.encode(texts)
+        pos = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        hidden = self.backbone(**enc, position_ids=pos).last_hidden_state[:, -1]  # (B, H)
+        return self.head(hidden)
+
+    def log_probs(self, states: list[RSIMState]) -> torch.Tensor:
+        """Log-probabilities over the library for each state, with gradients, (B, n_strategies)."""
+        return torch.log_softmax(self.forward([planner_text(s) for s in states]).float(), dim=-1)
+
+    # -- the Planner protocol ---------------------------------------------------------------------
+    def choose(self, state: RSIMState, library: StrategyLibrary) -> PlannerChoice:
+        if library.ids != self.library.ids:
+            raise CheckpointError(
+                f"this planner's head scores {self.library.ids}, but the graph uses {library.ids}; "
+                "call planner.grow(library) (then train it) to use a different library"
+            )
+        return self.batcher(state)
+
+    @torch.no_grad()
+    def _choose_batch(self, states: list[RSIMState]) -> list[PlannerChoice]:
+        logp = self.log_probs(states)  # (B, n)
+        if self.greedy:
+            idx = logp.argmax(-1)
+        else:
+            with self._lock:
+                idx = torch.multinomial(logp.exp().cpu(), 1, generator=self.generator).squeeze(1)
+        ids = self.library.ids
+        return [
+            PlannerChoice(ids[int(i)], float(row[int(i)]), row.exp().tolist()) for i, row in zip(idx, logp.cpu(), strict=True)
+        ]
+
+    # -- continual learning ---------------------------------------------------------------------
+    def grow(self, library: StrategyLibrary) -> None:
+        """Switch to `library`; rows of strategies this head already scored are kept, new rows start fresh."""
+        old_rows = {sid: i for i, sid in enumerate(self.library.ids)}
+        new_head = nn.Linear(self.head.in_features, len(library)).to(self.head.weight.device)
+        nn.init.normal_(new_head.weight, std=0.02)
+        nn.init.zeros_(new_head.bias)
+        with torch.no_grad():
+            for j, sid in enumerate(library.ids):
+                if sid in old_rows:
+                    new_head.weight[j] = self.head.weight[old_rows[sid]]
+                    new_head.bias[j] = self.head.bias[old_rows[sid]]
+        self.head = new_head
+        self.library = library
+
+    # -- persistence ------------------------------------------------------------------------------
+    def save_pretrained(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.backbone.save_pretrained(path / "backbone")
+        self.tokenizer.save_pretrained(path / "backbone")
+        torch.save(self.head.state_dict(), path / HEAD_FILE)
+        self.library.save(path / LIBRARY_FILE)
+        (path / CONFIG_FILE).write_text(json.dumps({"max_length": self.max_length, "strategies": self.library.ids}, indent=2))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **kwargs) -> PolicyPlanner:
+        path = Path(path)
+        needed = [path / CONFIG_FILE, path / HEAD_FILE, path / LIBRARY_FILE, path / "backbone" / "config.json"]
+        missing = [p.name for p in needed if not p.is_file()]
+        if missing:
+            raise CheckpointError(
+                f"{path} is not a planner checkpoint (missing {', '.join(missing)}); "
+                "pass a directory written by PolicyPlanner.save_pretrained"
+            )
+        try:
+            cfg = json.loads((path / CONFIG_FILE).read_text())
+            library = load_strategies(path / LIBRARY_FILE)
+            backbone = AutoModel.from_pretrained(path / "backbone", attn_implementation="eager")
+            tokenizer = AutoTokenizer.from_pretrained(path / "backbone")
+            head = torch.load(path / HEAD_FILE, map_location="cpu", weights_only=True)
+        except (OSError, ValueError, RuntimeError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"planner checkpoint {path} is corrupt: {str(e).splitlines()[0]}") from e
+        kwargs.setdefault("max_length", cfg.get("max_length", 512))
+        planner = cls(backbone, tokenizer, library, **kwargs)
+        try:
+            planner.head.load_state_dict(head)
+        except RuntimeError as e:
+            raise CheckpointError(f"planner checkpoint {path}: head does not match its strategies file ({e})") from e
+        return planner.eval()

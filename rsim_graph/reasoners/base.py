@@ -1,0 +1,54 @@
+"""The reasoner protocol: write one step of reasoning after an injected strategy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from rsim_graph.state import Step
+
+
+@dataclass
+class StepRequest:
+    """What the graph asks a reasoner for.
+
+    Args:
+        question (`str`): the user's question.
+        steps (`list[Step]`): the steps written so far.
+        strategy (`str`): id of the injected strategy.
+        injected (`str`): the strategy text to add to the context before the step.
+        max_new_tokens (`int`): token budget for this step.
+        delimiter (`str`): text that ends a step.
+        trajectory_id (`str`, *optional*): stable key of the trajectory, for prefix-cache reuse.
+        question_ids (`list[int]`, *optional*): the templated question's ids from an earlier step.
+    """
+
+    question: str
+    steps: list[Step]
+    strategy: str
+    injected: str
+    max_new_tokens: int
+    delimiter: str
+    trajectory_id: str = ""
+    question_ids: list[int] | None = None
+
+
+@dataclass
+class StepOutput:
+    """A reasoner's step. Token fields are None for backends that do not expose tokens."""
+
+    text: str
+    question_ids: list[int] | None = None
+    prompt_ids: list[int] | None = None
+    completion_ids: list[int] | None = None
+    logprobs: list[float] | None = None
+    meta: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class Reasoner(Protocol):
+    def step(self, request: StepRequest) -> StepOutput: ...
+
+    def release(self, trajectory_id: str) -> None:
+        """Forget per-trajectory state (such as a cached prefix) once the trajectory has ended."""
+        ...

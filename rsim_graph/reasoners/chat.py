@@ -1,0 +1,89 @@
+"""Any LangChain chat model as the reasoner, e.g. `ChatOpenAI` pointed at vLLM, SGLang or Ollama.
+
+This is how a trained planner is plugged in front of an LLM it never trained with. Two modes:
+- `prefill`: the steps so far plus the injected text form a partial assistant message that the
+  model continues (vLLM/SGLang: `continue_final_message`; many local servers do this by default);
+- `turns`: each injected strategy is a new user message, each step the assistant's reply.
+Chat backends expose no token ids, so trajectories from them carry text only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+
+from rsim_graph.errors import ReasonerError
+from rsim_graph.reasoners.base import StepOutput, StepRequest
+
+logger = logging.getLogger(__name__)
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    try:
+        import httpx
+
+        errors.append(httpx.TransportError)
+    except ImportError:
+        pass
+    try:
+        import openai
+
+        errors += [openai.APIConnectionError, openai.APITimeoutError]
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+CONNECTION_ERRORS = _connection_errors()
+
+
+class ChatModelReasoner:
+    """Write steps with a LangChain chat model.
+
+    Args:
+        model (`BaseChatModel`): the chat model.
+        mode (`str`, *optional*, defaults to `"prefill"`): `"prefill"` or `"turns"` (see the module docstring).
+        continue_final_message (`bool`, *optional*, defaults to `False`): in prefill mode, send vLLM's
+            `continue_final_message=True, add_generation_prompt=False` as extra body (for `ChatOpenAI` on vLLM/SGLang).
+    """
+
+    def __init__(self, model: BaseChatModel, *, mode: Literal["prefill", "turns"] = "prefill", continue_final_message: bool = False):
+        if mode not in ("prefill", "turns"):
+            raise ValueError(f"mode must be 'prefill' or 'turns', got {mode!r}")
+        self.model = model
+        self.mode = mode
+        self.continue_final_message = continue_final_message
+
+    def messages(self, request: StepRequest) -> list[BaseMessage]:
+        msgs: list[BaseMessage] = [HumanMessage(request.question)]
+        if self.mode == "turns":
+            for s in request.steps:
+                msgs += [HumanMessage(s["injected"].strip()), AIMessage(s["text"])]
+            return msgs + [HumanMessage(request.injected.strip())]
+        prefix = "".join(s["injected"] + s["text"] + request.delimiter for s in request.steps)
+        return msgs + [AIMessage(prefix + request.injected)]
+
+    def step(self, request: StepRequest) -> StepOutput:
+        kwargs: dict = {"stop": [request.delimiter], "max_tokens": request.max_new_tokens}
+        if self.mode == "prefill" and self.continue_final_message:
+            kwargs["extra_body"] = {"continue_final_message": True, "add_generation_prompt": False}
+        try:
+            reply = self.model.invoke(self.messages(request), **kwargs)
+        except CONNECTION_ERRORS as e:
+            raise ReasonerError(
+                f"cannot reach the reasoner's server ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no reply'}); "
+                "check --reasoner_base_url and that the server is running"
+            ) from e
+        text = reply.content if isinstance(reply.content, str) else "".join(
+            part.get("text", "") if isinstance(part, dict) else str(part) for part in reply.content
+        )
+        # Fakes and some servers ignore `stop`; cut at the delimiter so a step is one step.
+        text = text.split(request.delimiter)[0].strip("\n")
+        return StepOutput(text=text, meta={"usage": getattr(reply, "usage_metadata", None)})
+
+    def release(self, trajectory_id: str) -> None:
+        pass

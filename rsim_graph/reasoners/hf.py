@@ -1,0 +1,257 @@
+"""A local transformers causal LM as the reasoner, batched across trajectories with prefix-cache reuse.
+
+`model.generate` cannot stop one row of a batch at a step delimiter and hand back its KV cache for
+the next step, so this module runs its own decode loop over `model(...)` with a `DynamicCache`:
+
+- a trajectory's cache (keys and values of every token it has fed) is kept between its steps, so a
+  step only feeds the injected strategy text and the last token of the previous step;
+- requests from many trajectories are padded into one batch laid out as
+  `[pad, cached_i, pad, new_i]` with an attention mask that hides the pads, and decoded together.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+
+from rsim_graph.batching import MicroBatcher
+from rsim_graph.errors import CheckpointError
+from rsim_graph.reasoners.base import StepOutput, StepRequest
+
+logger = logging.getLogger(__name__)
+
+# Per layer: (keys, values), each (kv_heads, seq, head_dim).
+LayerKV = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class _Cached:
+    ids: list[int]  # the tokens whose keys/values are held
+    layers: list[LayerKV]
+
+
+def load_causal_lm(path: str, *, dtype: torch.dtype | None = None, device: str = "cpu"):
+    """Load a tokenizer and causal LM from a local directory or hub id, with a one-line error when missing."""
+    local = Path(path).expanduser()
+    looks_local = local.exists() or path.startswith((".", "/", "~"))
+    if looks_local and not (local / "config.json").is_file():
+        raise CheckpointError(f"no model at {local}: expected a directory with config.json (a saved transformers model)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(local) if looks_local else path)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(local) if looks_local else path, dtype=dtype or torch.float32, attn_implementation="eager"
+        )
+    except (OSError, ValueError) as e:
+        raise CheckpointError(
+            f"cannot load model {path!r}: {str(e).splitlines()[0]} (pass a local model directory, "
+            "or a hub id on a machine with access to the hub)"
+        ) from e
+    return tokenizer, model.to(device).eval()
+
+
+class HFReasoner:
+    """A transformers causal LM that writes one step at a time.
+
+    Args:
+        model (`PreTrainedModel`): a causal LM. Eager attention is safest with padded caches.
+        tokenizer (`PreTrainedTokenizerBase`): its tokenizer, with a chat template.
+        temperature (`float`, *optional*, defaults to `1.0`): 0 means greedy.
+        top_p (`float`, *optional*, defaults to `1.0`).
+        seed (`int`, *optional*): seeds the sampler.
+        max_batch (`int`, *optional*, defaults to `64`): most trajectories decoded together.
+        max_cached (`int`, *optional*, defaults to `4096`): trajectories whose prefix cache is kept (LRU).
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        max_batch: int = 64,
+        max_cached: int = 4096,
+    ):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.temperature = temperature
+        self.top_p = top_p
+        self.generator = torch.Generator(device=model.device)
+        if seed is not None:
+            self.generator.manual_seed(seed)
+        self.max_cached = max_cached
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self.batcher = MicroBatcher(self.generate_batch, max_batch=max_batch)
+
+    @classmethod
+    def from_pretrained(cls, path: str, **kwargs) -> HFReasoner:
+        tokenizer, model = load_causal_lm(path)
+        return cls(model, tokenizer, **kwargs)
+
+    # -- the Reasoner protocol ------------------------------------------------------------------
+    def step(self, request: StepRequest) -> StepOutput:
+        return self.batcher(request)
+
+    def release(self, trajectory_id: str) -> None:
+        with self._cache_lock:
+            self._cache.pop(trajectory_id, None)
+
+    # -- prompts --------------------------------------------------------------------------------
+    def question_ids(self, question: str) -> list[int]:
+        messages = [{"role": "user", "content": question}]
+        if self.tokenizer.chat_template:
+            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        else:
+            text = f"Question: {question}\nAnswer:\n"
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def context(self, request: StepRequest) -> tuple[list[int], list[int], list[int]]:
+        """(question_ids, injected_ids, full context ids) for a request."""
+        q_ids = request.question_ids or self.question_ids(request.question)
+        ids = list(q_ids)
+        for s in request.steps:
+            # Exact ids of earlier steps; a backend-less step (text only) is re-encoded.
+            ids += s.get("prompt_ids") or self.encode(s["injected"])
+            ids += s.get("completion_ids") or self.encode(s["text"] + request.delimiter)
+        injected_ids = self.encode(request.injected)
+        return list(q_ids), injected_ids, ids + injected_ids
+
+    # -- batched generation ---------------------------------------------------------------------
+    @torch.no_grad()
+    def generate_batch(self, requests: list[StepRequest]) -> list[StepOutput]:
+        contexts = [self.context(r) for r in requests]
+        prompts = [c[2] for c in contexts]
+        cached = [self._lookup(r.trajectory_id, ids) for r, ids in zip(requests, prompts, strict=True)]
+        completions, logprobs, fed_cache = self.decode(
+            prompts, cached, [r.max_new_tokens for r in requests], requests[0].delimiter
+        )
+        outputs = []
+        for r, (q_ids, inj_ids, ids), comp, lps, layers in zip(
+            requests, contexts, completions, logprobs, fed_cache, strict=True
+        ):
+            if r.trajectory_id:
+                self._store(r.trajectory_id, _Cached(ids + comp[:-1], layers))
+            text = self.tokenizer.decode(comp, skip_special_tokens=True)
+            if text.endswith(r.delimiter):
+                text = text[: -len(r.delimiter)]
+            outputs.append(
+                StepOutput(text=text.strip("\n"), question_ids=q_ids, prompt_ids=inj_ids, completion_ids=comp, logprobs=lps)
+            )
+        return outputs
+
+    def decode(
+        self, prompts: list[list[int]], cached: list[_Cached | None], max_new: list[int], delimiter: str
+    ) -> tuple[list[list[int]], list[list[float]], list[list[LayerKV]]]:
+        """Decode all rows together until each hits the delimiter, EOS or its token budget.
+
+        Returns per row: generated ids, their log-probabilities, and the keys/values of every token
+        fed (the prompt and all generated tokens but the last), for reuse by the next step.
+        """
+        B = len(prompts)
+        dev = self.model.device
+        n_cached = [len(c.ids) if c else 0 for c in cached]
+        new = [p[n:] for p, n in zip(prompts, n_cached, strict=True)]
+        Lc, Ln = max(n_cached), max(len(x) for x in new)
+        mask = torch.zeros(B, Lc + Ln, dtype=torch.long, device=dev)
+        input_ids = torch.full((B, Ln), self.pad_id, dtype=torch.long, device=dev)
+        pos = torch.zeros(B, Ln, dtype=torch.long, device=dev)
+        for i in range(B):
+            mask[i, Lc - n_cached[i] : Lc] = 1
+            mask[i, Lc + Ln - len(new[i]) :] = 1
+            input_ids[i, Ln - len(new[i]) :] = torch.tensor(new[i], device=dev)
+            pos[i, Ln - len(new[i]) :] = torch.arange(n_cached[i], n_cached[i] + len(new[i]), device=dev)
+        past = DynamicCache(config=self.model.config)
+        if Lc:
+            past = DynamicCache(ddp_cache_data=self._pad_cache(cached, Lc), config=self.model.config)
+        eos = self.tokenizer.eos_token_id
+        done = [False] * B
+        out: list[list[int]] = [[] for _ in range(B)]
+        lps: list[list[float]] = [[] for _ in range(B)]
+        tails = [""] * B
+        next_pos = pos[:, -1] + 1
+        for t in range(max(max_new)):
+            logits = self.model(
+                input_ids=input_ids, attention_mask=mask, position_ids=pos, past_key_values=past, use_cache=True
+            ).logits[:, -1, :].float()  # (B, V)
+            tok, lp = self._sample(logits)
+            for i in range(B):
+                if done[i]:
+                    continue
+                out[i].append(int(tok[i]))
+                lps[i].append(float(lp[i]))
+                tails[i] = (tails[i] + self.tokenizer.decode([int(tok[i])]))[-len(delimiter) - 8 :]
+                if int(tok[i]) == eos or delimiter in tails[i] or len(out[i]) >= max_new[i]:
+                    done[i] = True
+            if all(done):
+                break
+            input_ids = tok.view(B, 1)
+            pos = next_pos.view(B, 1)
+            next_pos = next_pos + 1
+            mask = torch.cat([mask, torch.ones(B, 1, dtype=torch.long, device=dev)], dim=1)
+        return out, lps, self._split_cache(past, mask, Lc + Ln, [len(o) for o in out])
+
+    def _sample(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample one token per row; returns (tokens (B,), their log-probs (B,) at this temperature)."""
+        if self.temperature <= 0:
+            logp = torch.log_softmax(logits, dim=-1)
+            tok = logits.argmax(dim=-1)
+            return tok, logp.gather(1, tok[:, None]).squeeze(1)
+        logp = torch.log_softmax(logits / self.temperature, dim=-1)
+        probs = logp.exp()
+        if self.top_p < 1.0:
+            sorted_p, idx = probs.sort(dim=-1, descending=True)
+            keep = sorted_p.cumsum(-1) - sorted_p < self.top_p
+            probs = torch.zeros_like(probs).scatter(1, idx, sorted_p * keep)
+        tok = torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+        return tok, logp.gather(1, tok[:, None]).squeeze(1)
+
+    def _pad_cache(self, cached: list[_Cached | None], Lc: int) -> list[LayerKV]:
+        ref = next(c for c in cached if c).layers
+        layers = []
+        for li, (k0, v0) in enumerate(ref):
+            K = k0.new_zeros(len(cached), k0.shape[0], Lc, k0.shape[2])
+            V = v0.new_zeros(len(cached), v0.shape[0], Lc, v0.shape[2])
+            for i, c in enumerate(cached):
+                if c:
+                    n = len(c.ids)
+                    K[i, :, Lc - n :] = c.layers[li][0]
+                    V[i, :, Lc - n :] = c.layers[li][1]
+            layers.append((K, V))
+        return layers
+
+    def _split_cache(self, past: DynamicCache, mask: torch.Tensor, L0: int, n_out: list[int]) -> list[list[LayerKV]]:
+        rows = []
+        for i, n in enumerate(n_out):
+            # Real prompt columns, then the generated tokens that were fed back (all but the last).
+            cols = torch.cat([mask[i, :L0].nonzero().squeeze(1), torch.arange(L0, L0 + max(n - 1, 0), device=mask.device)])
+            rows.append([(layer.keys[i, :, cols].clone(), layer.values[i, :, cols].clone()) for layer in past.layers])
+        return rows
+
+    def _lookup(self, trajectory_id: str, ids: list[int]) -> _Cached | None:
+        if not trajectory_id:
+            return None
+        with self._cache_lock:
+            c = self._cache.get(trajectory_id)
+        # At least one token must be fed, and the cache must be a true prefix of this context.
+        if c is None or len(c.ids) >= len(ids) or ids[: len(c.ids)] != c.ids:
+            return None
+        return c
+
+    def _store(self, trajectory_id: str, entry: _Cached) -> None:
+        with self._cache_lock:
+            self._cache[trajectory_id] = entry
+            self._cache.move_to_end(trajectory_id)
+            while len(self._cache) > self.max_cached:
+                self._cache.popitem(last=False)

@@ -1,0 +1,70 @@
+"""Shared fakes: a scripted reasoner, and a tiny random Qwen2 with the character tokenizer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModel, AutoModelForCausalLM
+
+from rsim_graph.reasoners.base import StepOutput, StepRequest
+from rsim_graph.reasoners.hf import HFReasoner
+from rsim_graph.strategies import StrategyLibrary
+from rsim_graph.tiny import build_tokenizer, tiny_config
+
+
+class ScriptedReasoner:
+    """Writes `text_for(strategy)`; the terminating step writes a boxed answer. Records its requests."""
+
+    def __init__(self, answer: str = "42", texts: dict[str, str] | None = None, tokens_per_step: int = 5):
+        self.answer = answer
+        self.texts = texts or {}
+        self.tokens_per_step = tokens_per_step
+        self.requests: list[StepRequest] = []
+        self.released: list[str] = []
+
+    def step(self, request: StepRequest) -> StepOutput:
+        self.requests.append(request)
+        if request.strategy == "terminate":
+            text = f"\\boxed{{{self.answer}}}"
+        else:
+            text = self.texts.get(request.strategy, f"step {len(request.steps)} = done")
+        n = min(self.tokens_per_step, request.max_new_tokens)
+        return StepOutput(text=text, question_ids=[1, 2, 3], prompt_ids=[7], completion_ids=[9] * n, logprobs=[-0.5] * n)
+
+    def release(self, trajectory_id: str) -> None:
+        self.released.append(trajectory_id)
+
+
+@pytest.fixture
+def library() -> StrategyLibrary:
+    return StrategyLibrary.default()
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return build_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tokenizer):
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(tiny_config(len(tokenizer), hidden=32, layers=2, heads=2), attn_implementation="eager").eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory, tiny_lm, tokenizer):
+    path = tmp_path_factory.mktemp("tiny_lm")
+    tiny_lm.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def hf_reasoner(tiny_lm, tokenizer) -> HFReasoner:
+    return HFReasoner(tiny_lm, tokenizer, temperature=0.0)
+
+
+@pytest.fixture
+def tiny_backbone(tokenizer):
+    torch.manual_seed(1)
+    return AutoModel.from_config(tiny_config(len(tokenizer), hidden=32, layers=2, heads=2), attn_implementation="eager")

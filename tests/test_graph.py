@@ -1,0 +1,134 @@
+import pytest
+from langgraph.graph import END, START, StateGraph
+from typing_extensions import TypedDict
+
+from conftest import ScriptedReasoner
+from rsim_graph.errors import InputError, PlannerError, ReasonerError
+from rsim_graph.graph import NODES_PER_STEP, build_graph, run_batch
+from rsim_graph.planners.base import PlannerChoice
+from rsim_graph.planners.simple import RandomPlanner, ScriptedPlanner
+from rsim_graph.reasoners.base import StepOutput
+from rsim_graph.state import build_completion, completion_text
+from rsim_graph.strategies import Strategy
+
+
+def test_planner_terminate_ends_with_the_answer():
+    r = ScriptedReasoner(answer="7")
+    g = build_graph(ScriptedPlanner(["understand", "deep-think"]), r, max_steps=10)
+    out = g.invoke({"question": "what?"})
+    assert [s["strategy"] for s in out["steps"]] == ["understand", "deep-think", "terminate"]
+    assert out["answer"] == "7" and out["stop_reason"] == "terminate"
+    assert out["steps"][-1]["forced"] is False
+    assert out["usage"] == {"prompt_tokens": 3, "injected_tokens": 3, "reasoner_tokens": 15, "steps": 3}
+    assert r.released == [out["trajectory_id"]]
+
+
+def test_max_steps_forces_terminate_and_records_why():
+    g = build_graph(ScriptedPlanner(["deep-think"] * 100), ScriptedReasoner(), max_steps=4)
+    out = g.invoke({"question": "q"})
+    assert len(out["steps"]) == 4
+    assert out["steps"][-1]["strategy"] == "terminate" and out["steps"][-1]["forced"] is True
+    assert out["steps"][-1]["planner_logprob"] is None
+    assert out["stop_reason"] == "max_steps" and out["answer"] == "42"
+
+
+def test_token_budget_forces_terminate():
+    # 1 injected + 10 generated tokens per step: after 3 steps (33 used) another 10-token step would pass 40.
+    g = build_graph(ScriptedPlanner(["deep-think"] * 100), ScriptedReasoner(tokens_per_step=10), max_steps=50, max_step_tokens=10, max_total_tokens=40)
+    out = g.invoke({"question": "q"})
+    assert out["stop_reason"] == "max_total_tokens"
+    assert [s["strategy"] for s in out["steps"]] == ["deep-think"] * 3 + ["terminate"]
+    assert len(out["steps"][-1]["completion_ids"]) == 7  # the answer step gets only what is left
+
+
+def test_recursion_limit_comes_from_max_steps():
+    g = build_graph(RandomPlanner(0), ScriptedReasoner(), max_steps=7)
+    assert g.config["recursion_limit"] == NODES_PER_STEP * 7 + 1
+    for seed in range(20):  # a random planner never hits the limit: budgets end every run first
+        out = build_graph(RandomPlanner(seed), ScriptedReasoner(), max_steps=3).invoke({"question": "q"})
+        assert len(out["steps"]) <= 3 and out["answer"] == "42"
+
+
+def test_stream_custom_emits_strategy_and_step_events():
+    g = build_graph(ScriptedPlanner(["decompose"]), ScriptedReasoner(texts={"decompose": "parts: a, b"}))
+    events = list(g.stream({"question": "q"}, stream_mode="custom"))
+    assert [(e["event"], e.get("strategy")) for e in events] == [
+        ("strategy", "decompose"), ("step", "decompose"), ("strategy", "terminate"), ("step", "terminate"), ("answer", None)
+    ]
+    assert events[1]["text"] == "parts: a, b" and events[-1]["stop_reason"] == "terminate"
+
+
+def test_custom_ten_strategy_library_runs(library):
+    big = library.extend([Strategy("estimate", "Estimate", "Estimate: guess the size.")])
+    r = ScriptedReasoner(texts={"estimate": "about 40"})
+    out = build_graph(ScriptedPlanner(["estimate"]), r, big).invoke({"question": "q"})
+    assert [s["strategy"] for s in out["steps"]] == ["estimate", "terminate"]
+    assert r.requests[0].injected == "Estimate: guess the size.\n"
+
+
+def test_empty_question_is_refused():
+    with pytest.raises(InputError, match="question is empty"):
+        build_graph(RandomPlanner(0), ScriptedReasoner()).invoke({"question": "  "})
+
+
+def test_planner_id_outside_library_is_refused():
+    class Bad:
+        def choose(self, state, library):
+            return PlannerChoice("guess")
+
+    with pytest.raises(PlannerError, match="chose 'guess', which is not in the strategy library"):
+        build_graph(Bad(), ScriptedReasoner()).invoke({"question": "q"})
+
+
+def test_reasoner_returning_nothing_is_refused():
+    class Mute(ScriptedReasoner):
+        def step(self, request):
+            return StepOutput(text="")
+
+    with pytest.raises(ReasonerError, match="returned nothing for step 0"):
+        build_graph(RandomPlanner(0), Mute()).invoke({"question": "q"})
+
+
+def test_bad_limits_are_refused():
+    with pytest.raises(InputError, match="max_steps must be at least 1"):
+        build_graph(RandomPlanner(0), ScriptedReasoner(), max_steps=0)
+    with pytest.raises(InputError, match="raise max_total_tokens"):
+        build_graph(RandomPlanner(0), ScriptedReasoner(), max_step_tokens=100, max_total_tokens=50)
+
+
+def test_completion_ids_and_mask_separate_injected_text():
+    out = build_graph(ScriptedPlanner(["validate"]), ScriptedReasoner()).invoke({"question": "q"})
+    ids, mask, lps = build_completion(out["steps"])
+    assert ids == [7, 9, 9, 9, 9, 9] * 2
+    assert mask == [0, 1, 1, 1, 1, 1] * 2
+    assert lps == [0.0] + [-0.5] * 5 + [0.0] + [-0.5] * 5
+    text = completion_text(out["steps"], "\n\n")
+    assert text.startswith("Validate: check") and text.endswith("\\boxed{42}\n\n")
+
+
+def test_run_batch_shares_forward_passes(hf_reasoner):
+    g = build_graph(ScriptedPlanner(["deep-think"]), hf_reasoner, max_step_tokens=4, max_total_tokens=64)
+    outs = run_batch(g, [f"{i}+1" for i in range(6)], n=2)
+    assert len(outs) == 12 and all(o["stop_reason"] == "terminate" for o in outs)
+    assert max(hf_reasoner.batcher.batch_sizes) > 1  # trajectories were decoded together
+    assert sum(hf_reasoner.batcher.batch_sizes) == 24  # 12 trajectories x 2 steps
+
+
+def test_graph_works_as_a_subgraph_node():
+    class Outer(TypedDict, total=False):
+        question: str
+        answer: str
+
+    rsim = build_graph(ScriptedPlanner([]), ScriptedReasoner(answer="5"))
+    g = StateGraph(Outer)
+    g.add_node("rsim", rsim)
+    g.add_edge(START, "rsim")
+    g.add_edge("rsim", END)
+    assert g.compile().invoke({"question": "q"})["answer"] == "5"
+
+
+def test_mermaid_drawing_is_exact():
+    drawing = build_graph(RandomPlanner(0), ScriptedReasoner()).get_graph().draw_mermaid()
+    for edge in ["__start__ --> plan;", "plan --> inject;", "inject --> reason;", "reason --> check;", "check -.-> plan;", "check -.-> __end__;"]:
+        assert edge in drawing
+    assert drawing.count("-->") + drawing.count("-.->") == 6
