@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 
-from rsim_graph.errors import RSIMError
+from rsim_graph.errors import InputError, RSIMError
 from rsim_graph.graph import build_graph
 from rsim_graph.loading import PLANNER_SPECS, load_planner, load_reasoner
 from rsim_graph.strategies import load_strategies
@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def solve(args: argparse.Namespace) -> int:
+    if not args.question.strip():  # before loading any model
+        raise InputError("the question is empty: pass the problem to solve, e.g. solve \"What is 2+3?\"")
     library = load_strategies(args.strategies)
     planner = load_planner(
         args.planner,

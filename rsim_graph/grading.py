@@ -17,6 +17,17 @@ from math_verify import parse, verify
 
 logger = logging.getLogger(__name__)
 
+
+class _DropTimeoutDisabled(logging.Filter):
+    """math-verify warns on every first use that its timeouts are off; we bound time ourselves (above)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Timeout is disabled" not in record.getMessage()
+
+
+for _name in ("math_verify.parser", "math_verify.grader"):
+    logging.getLogger(_name).addFilter(_DropTimeoutDisabled())
+
 MAX_ANSWER_CHARS = 1000  # longer "answers" are not graded: they are not answers, and sympy may stall on them
 GRADE_TIMEOUT_S = 5.0
 _NUMBER = re.compile(r"^[-+]?(\d{1,3}(,\d{3})+|\d+)?(\.\d+)?$|^[-+]?\d+/\d+$")

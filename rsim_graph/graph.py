@@ -178,6 +178,7 @@ def build_graph(
 
     Returns:
         A `CompiledStateGraph` whose recursion limit is set from `max_steps`. Invoke it with `{"question": ...}`.
+        For many questions use `run_batch`: a bare `graph.batch` resets the recursion limit to LangChain's 25.
     """
     library = strategies or StrategyLibrary.default()
     limits = Limits(max_steps, max_step_tokens, max_total_tokens)
@@ -204,4 +205,7 @@ def run_batch(graph: CompiledStateGraph, questions: list[str], *, n: int = 1, re
     inputs = [{"question": q} for q in questions for _ in range(n)]
     if not inputs:
         return []
-    return graph.batch(inputs, config={"max_concurrency": len(inputs)}, return_exceptions=return_exceptions)
+    # `Runnable.batch` fills in LangChain's default recursion limit (25), which overrides the one
+    # bound by `build_graph`; pass the bound one explicitly.
+    config = {"max_concurrency": len(inputs), "recursion_limit": graph.config["recursion_limit"]}
+    return graph.batch(inputs, config=config, return_exceptions=return_exceptions)

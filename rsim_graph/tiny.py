@@ -1,4 +1,4 @@
-"""Tiny models for an offline world: a character tokenizer and small Qwen2 configs.
+"""Tiny models for an offline world: a character tokenizer and small Llama configs.
 
 The tokenizer is character-level (digits must stay single tokens for arithmetic), except that each
 strategy prompt of the default library is one added token, so injected text costs one position.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import string
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast, Qwen2Config
+from transformers import LlamaConfig, PreTrainedTokenizerFast
 
 from rsim_graph.strategies import StrategyLibrary
 
@@ -42,9 +42,13 @@ def build_tokenizer(library: StrategyLibrary | None = None) -> PreTrainedTokeniz
     return fast
 
 
-def tiny_config(vocab_size: int, *, hidden: int = 128, layers: int = 4, heads: int = 4, max_len: int = 1024) -> Qwen2Config:
-    """A small Qwen2 (the paper's reasoner family), sized to train on 2 CPU cores in minutes."""
-    return Qwen2Config(
+def tiny_config(vocab_size: int, *, hidden: int = 128, layers: int = 4, heads: int = 4, max_len: int = 1024) -> LlamaConfig:
+    """A small Llama, sized to train on 2 CPU cores in minutes.
+
+    Llama rather than Qwen2 because transformers 5 loads a Qwen2 checkpoint's tokenizer as its own
+    byte-level BPE class whatever the files say, which would break this character tokenizer.
+    """
+    return LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=hidden,
         intermediate_size=hidden * 3,

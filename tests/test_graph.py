@@ -49,6 +49,13 @@ def test_recursion_limit_comes_from_max_steps():
         assert len(out["steps"]) <= 3 and out["answer"] == "42"
 
 
+def test_run_batch_keeps_the_recursion_limit_for_long_runs():
+    g = build_graph(ScriptedPlanner(["deep-think"] * 100), ScriptedReasoner(), max_steps=12)
+    outs = run_batch(g, ["a", "b"], n=2)
+    assert [len(o["steps"]) for o in outs] == [12] * 4
+    assert all(o["stop_reason"] == "max_steps" for o in outs)
+
+
 def test_stream_custom_emits_strategy_and_step_events():
     g = build_graph(ScriptedPlanner(["decompose"]), ScriptedReasoner(texts={"decompose": "parts: a, b"}))
     events = list(g.stream({"question": "q"}, stream_mode="custom"))

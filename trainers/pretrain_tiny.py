@@ -30,10 +30,10 @@ from rsim_graph.tiny import build_tokenizer, tiny_config
 logger = logging.getLogger(__name__)
 IGNORE = -100
 
-# name: (hidden, layers, heads, seed, steps)
+# name: (hidden, layers, heads, seed, steps); steps sized so both fit in about 25 minutes on 2 cores
 MODELS = {
-    "reasoner": (128, 4, 4, 0, 900),
-    "reasoner-b": (96, 3, 4, 1, 600),
+    "reasoner": (128, 4, 4, 0, 1400),
+    "reasoner-b": (96, 3, 4, 1, 800),
 }
 
 

@@ -7,6 +7,7 @@ initialised linear head with one row per strategy. Choices from concurrent traje
 from __future__ import annotations
 
 import json
+import pickle
 import logging
 import threading
 from pathlib import Path
@@ -144,7 +145,7 @@ class PolicyPlanner(nn.Module):
             backbone = AutoModel.from_pretrained(path / "backbone", attn_implementation="eager")
             tokenizer = AutoTokenizer.from_pretrained(path / "backbone")
             head = torch.load(path / HEAD_FILE, map_location="cpu", weights_only=True)
-        except (OSError, ValueError, RuntimeError, json.JSONDecodeError) as e:
+        except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
             raise CheckpointError(f"planner checkpoint {path} is corrupt: {str(e).splitlines()[0]}") from e
         kwargs.setdefault("max_length", cfg.get("max_length", 512))
         planner = cls(backbone, tokenizer, library, **kwargs)

@@ -49,6 +49,10 @@ class StepOutput:
 class Reasoner(Protocol):
     def step(self, request: StepRequest) -> StepOutput: ...
 
+    def complete(self, question: str, max_new_tokens: int) -> StepOutput:
+        """The reasoner alone (the ZeroCoT baseline): answer with nothing injected."""
+        ...
+
     def release(self, trajectory_id: str) -> None:
         """Forget per-trajectory state (such as a cached prefix) once the trajectory has ended."""
         ...

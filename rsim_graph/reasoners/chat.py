@@ -71,19 +71,30 @@ class ChatModelReasoner:
         kwargs: dict = {"stop": [request.delimiter], "max_tokens": request.max_new_tokens}
         if self.mode == "prefill" and self.continue_final_message:
             kwargs["extra_body"] = {"continue_final_message": True, "add_generation_prompt": False}
+        reply = self._invoke(self.messages(request), **kwargs)
+        # Fakes and some servers ignore `stop`; cut at the delimiter so a step is one step.
+        text = _content(reply).split(request.delimiter)[0].strip("\n")
+        return StepOutput(text=text, meta={"usage": reply.usage_metadata})
+
+    def _invoke(self, messages: list[BaseMessage], **kwargs) -> AIMessage:
         try:
-            reply = self.model.invoke(self.messages(request), **kwargs)
+            return self.model.invoke(messages, **kwargs)
         except CONNECTION_ERRORS as e:
             raise ReasonerError(
                 f"cannot reach the reasoner's server ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no reply'}); "
                 "check --reasoner_base_url and that the server is running"
             ) from e
-        text = reply.content if isinstance(reply.content, str) else "".join(
-            part.get("text", "") if isinstance(part, dict) else str(part) for part in reply.content
-        )
-        # Fakes and some servers ignore `stop`; cut at the delimiter so a step is one step.
-        text = text.split(request.delimiter)[0].strip("\n")
-        return StepOutput(text=text, meta={"usage": getattr(reply, "usage_metadata", None)})
+
+    def complete(self, question: str, max_new_tokens: int) -> StepOutput:
+        """The chat model alone (ZeroCoT): one reply to the question, nothing injected."""
+        reply = self._invoke([HumanMessage(question)], max_tokens=max_new_tokens)
+        return StepOutput(text=_content(reply))
 
     def release(self, trajectory_id: str) -> None:
         pass
+
+
+def _content(reply: AIMessage) -> str:
+    if isinstance(reply.content, str):
+        return reply.content
+    return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in reply.content)

@@ -101,6 +101,11 @@ class HFReasoner:
     def step(self, request: StepRequest) -> StepOutput:
         return self.batcher(request)
 
+    def complete(self, question: str, max_new_tokens: int) -> StepOutput:
+        """The reasoner alone (ZeroCoT): answer `question` with nothing injected, until EOS."""
+        eos = self.tokenizer.eos_token or ""
+        return self.batcher(StepRequest(question, [], "", "", max_new_tokens, eos))
+
     def release(self, trajectory_id: str) -> None:
         with self._cache_lock:
             self._cache.pop(trajectory_id, None)
@@ -135,7 +140,7 @@ class HFReasoner:
         prompts = [c[2] for c in contexts]
         cached = [self._lookup(r.trajectory_id, ids) for r, ids in zip(requests, prompts, strict=True)]
         completions, logprobs, fed_cache = self.decode(
-            prompts, cached, [r.max_new_tokens for r in requests], requests[0].delimiter
+            prompts, cached, [r.max_new_tokens for r in requests], [r.delimiter for r in requests]
         )
         outputs = []
         for r, (q_ids, inj_ids, ids), comp, lps, layers in zip(
@@ -152,7 +157,7 @@ class HFReasoner:
         return outputs
 
     def decode(
-        self, prompts: list[list[int]], cached: list[_Cached | None], max_new: list[int], delimiter: str
+        self, prompts: list[list[int]], cached: list[_Cached | None], max_new: list[int], delimiters: list[str]
     ) -> tuple[list[list[int]], list[list[float]], list[list[LayerKV]]]:
         """Decode all rows together until each hits the delimiter, EOS or its token budget.
 
@@ -191,8 +196,8 @@ class HFReasoner:
                     continue
                 out[i].append(int(tok[i]))
                 lps[i].append(float(lp[i]))
-                tails[i] = (tails[i] + self.tokenizer.decode([int(tok[i])]))[-len(delimiter) - 8 :]
-                if int(tok[i]) == eos or delimiter in tails[i] or len(out[i]) >= max_new[i]:
+                tails[i] = (tails[i] + self.tokenizer.decode([int(tok[i])]))[-len(delimiters[i]) - 8 :]
+                if int(tok[i]) == eos or delimiters[i] in tails[i] or len(out[i]) >= max_new[i]:
                     done[i] = True
             if all(done):
                 break

@@ -53,6 +53,10 @@ class VLLMReasoner:
     def step(self, request: StepRequest) -> StepOutput:
         return self.batcher(request)
 
+    def complete(self, question: str, max_new_tokens: int) -> StepOutput:
+        """The reasoner alone (ZeroCoT): nothing injected, until EOS."""
+        return self.batcher(StepRequest(question, [], "", "", max_new_tokens, self.tokenizer.eos_token or ""))
+
     def release(self, trajectory_id: str) -> None:
         pass
 
@@ -63,7 +67,7 @@ class VLLMReasoner:
                 temperature=self.temperature,
                 top_p=self.top_p,
                 max_tokens=r.max_new_tokens,
-                stop=[r.delimiter],
+                stop=[r.delimiter] if r.delimiter != self.tokenizer.eos_token else None,
                 include_stop_str_in_output=True,
                 logprobs=0,
             )

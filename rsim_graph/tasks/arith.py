@@ -10,8 +10,9 @@ below encode and the tiny reasoner learns from them:
 - `validate` checks the last result with the inverse operation and says `ok` or `fails`;
 - `self-reflect` re-derives the last operation column by column and corrects it when it differs;
 - `backtrack` drops the last result and returns to the value before it;
-- `understand`, `decompose`, `sub-plan` and `summarize` restate the question, the parts, the plan
-  and the values so far, and compute nothing;
+- `sub-plan` plans the next operations and carries out the next one in one go (so it may slip);
+- `understand`, `decompose` and `summarize` restate the question, the parts and the values so far,
+  and compute nothing;
 - `terminate` finishes any remaining operations in one go, then writes `\\boxed{}`.
 
 So a planner that thinks deeply before every carry, or validates and repairs, beats plain chain of

@@ -64,6 +64,8 @@ class Trace:
     slip: float
     rng: random.Random
     values: list[int] = field(default_factory=list)  # shown value after each computed op
+    last: str = ""  # the previous step's strategy
+    failed: bool = False  # the previous validate found a wrong value
 
     @property
     def j(self) -> int:
@@ -87,6 +89,11 @@ class Trace:
 
     def step(self, strategy: str) -> str:
         """The text of one step under `strategy`; updates the state."""
+        text = self._step(strategy)
+        self.last, self.failed = strategy, text.endswith("fails.")
+        return text
+
+    def _step(self, strategy: str) -> str:
         ops_txt = " ".join(f"{o}{n}" for o, n in self.ops)
         k = len(self.ops)
         if strategy == "understand":
@@ -96,8 +103,8 @@ class Trace:
         if strategy == "sub-plan":
             if self.j >= k:
                 return "Plan: next give the answer."
-            rest = [f"s{i + 1} {o}{n}" for i, (o, n) in enumerate(self.ops)][self.j : self.j + 2]
-            return "Plan: next " + ", then ".join(rest) + "."
+            rest = [f"s{i + 1} {o}{n}" for i, (o, n) in enumerate(self.ops)][self.j + 1 : self.j + 2]
+            return "Plan: next " + self.oneshot() + (f", then {rest[0]}." if rest else ".")
         if strategy == "deep-think":
             if self.j >= k:
                 return f"All done = {self.value}."
@@ -151,10 +158,15 @@ def behaviour_policy(trace: Trace, n_steps: int, expert: bool, rng: random.Rando
         return rng.choice(library.ids)
     if n_steps == 0 and rng.random() < 0.7:
         return "understand"
-    if rng.random() < 0.25:
+    if rng.random() < 0.2:
         return rng.choice(library.ids)
+    last = trace.last
+    if last == "sub-plan" and rng.random() < 0.7:
+        return "validate"
+    if last == "validate" and trace.failed:
+        return "self-reflect" if rng.random() < 0.7 else "backtrack"
     if trace.j < len(trace.ops):
-        return "deep-think"
+        return "deep-think" if rng.random() < 0.6 else "sub-plan"
     return "terminate"
 
 
@@ -167,3 +179,24 @@ def injected_trace(problem: Problem, rng: random.Random, slip: float, library: S
         steps.append((s, t.step(s)))
         if s == library.terminal_id:
             return steps
+
+
+def warmup_samples(world, library: StrategyLibrary, n: int = 1000, slip: float = 0.4, max_tries: int = 100_000) -> list[dict]:
+    """The paper's format warm-up set: `n` trajectories that are correctly formatted but solved incorrectly.
+
+    Each sample is `{"question", "answer", "strategies", "step_texts", "completion"}`, where
+    `completion` is the reasoner's assistant text with the injected strategy prompts in place.
+    """
+    from rsim_graph.rewards import accuracy_reward, format_reward
+
+    out = []
+    for i in range(max_tries):
+        if len(out) == n:
+            return out
+        p = world.problem(i)
+        steps = injected_trace(p, random.Random(i), slip, library, expert=i % 2 == 0)
+        texts = [t for _, t in steps]
+        completion = "".join(library.render(s) + t + library.step_delimiter for s, t in steps)
+        if format_reward([completion], step_texts=[texts]) == [1.0] and accuracy_reward([completion], [p.answer]) == [0.0]:
+            out.append({"question": p.question, "answer": p.answer, "strategies": [s for s, _ in steps], "step_texts": texts, "completion": completion})
+    raise RuntimeError(f"only {len(out)} warm-up samples in {max_tries} problems; raise slip or max_tries")

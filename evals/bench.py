@@ -1,0 +1,92 @@
+"""Benchmarks that print ratios measured in one run (never asserted in tests).
+
+    python -m evals.bench rollout [--questions 32] [--planner heuristic]
+
+rollout:
+  (a) trajectories/s for N concurrent questions (one batched graph run) vs the same N one after another;
+  (b) reasoner tokens/s in step-wise rollouts vs one `model.generate` call producing the same number of
+      tokens for the same batch, with and without reuse of each trajectory's prefix cache.
+Both runs in (a) are greedy, so they produce the same trajectories; the script checks that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from rsim_graph.graph import build_graph, run_batch
+from rsim_graph.loading import load_planner
+from rsim_graph.reasoners.hf import HFReasoner, load_causal_lm
+from rsim_graph.strategies import StrategyLibrary
+from rsim_graph.tasks.arith import ArithWorld
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def bench_rollout(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    library = StrategyLibrary.default()
+    tokenizer, model = load_causal_lm(args.reasoner)
+    questions = [p.question for p in ArithWorld(split="test").problems(args.questions)]
+
+    def graph(max_cached: int = 4096):
+        reasoner = HFReasoner(model, tokenizer, temperature=0.0, max_cached=max_cached)
+        planner = load_planner(args.planner, library, greedy=True, seed=0)
+        return build_graph(planner, reasoner, library, max_steps=args.max_steps, max_step_tokens=args.max_step_tokens), reasoner
+
+    g, _ = graph()
+    run_batch(g, questions[:2])  # warm-up
+    g, reasoner = graph()
+    seq, t_seq = _timed(lambda: [g.invoke({"question": q}) for q in questions])
+    g, reasoner = graph()
+    par, t_par = _timed(lambda: run_batch(g, questions))
+    same = [o["answer"] for o in seq] == [o["answer"] for o in par]
+    tokens = sum(o["usage"]["reasoner_tokens"] for o in par)
+    sizes = reasoner.batcher.batch_sizes
+    print(f"(a) {len(questions)} questions: sequential {len(questions) / t_seq:.2f} traj/s, "
+          f"concurrent {len(questions) / t_par:.2f} traj/s -> {t_seq / t_par:.1f}x (goal >= 8x); "
+          f"same answers: {same}; mean reasoner batch {sum(sizes) / len(sizes):.1f}")
+
+    g_nc, _ = graph(max_cached=0)
+    _, t_nocache = _timed(lambda: run_batch(g_nc, questions))
+    per_row = max(1, tokens // len(questions))
+    batch = tokenizer.apply_chat_template(
+        [[{"role": "user", "content": q}] for q in questions], add_generation_prompt=True, tokenize=False
+    )
+    tokenizer.padding_side = "left"
+    enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.no_grad():
+        out, t_gen = _timed(
+            lambda: model.generate(**enc, max_new_tokens=per_row, min_new_tokens=per_row, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        )
+    gen_tokens = (out.shape[1] - enc["input_ids"].shape[1]) * len(questions)
+    rate, rate_nc, rate_gen = tokens / t_par, tokens / t_nocache, gen_tokens / t_gen
+    print(f"(b) step-wise rollout {rate:.0f} tok/s ({tokens} tokens), without prefix-cache reuse {rate_nc:.0f} tok/s, "
+          f"one model.generate {rate_gen:.0f} tok/s ({gen_tokens} tokens) -> {rate / rate_gen:.2f}x (goal >= 0.8x); "
+          f"cache reuse gains {rate / rate_nc:.2f}x")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from rsim_graph.loading import BUNDLED_REASONER
+
+    p = argparse.ArgumentParser(prog="python -m evals.bench", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="bench", required=True)
+    r = sub.add_parser("rollout", help="batched vs sequential rollouts; step-wise vs one generate call")
+    r.add_argument("--questions", type=int, default=32)
+    r.add_argument("--reasoner", default=str(BUNDLED_REASONER))
+    r.add_argument("--planner", default="heuristic")
+    r.add_argument("--max_steps", type=int, default=8)
+    r.add_argument("--max_step_tokens", type=int, default=64)
+    r.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    {"rollout": bench_rollout}[args.bench](args)
+
+
+if __name__ == "__main__":
+    main()

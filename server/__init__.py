@@ -1,0 +1,1 @@
+"""The OpenAI-compatible server (`python -m server`). Not built yet: see the README's roadmap."""

@@ -1,0 +1,97 @@
+"""ChatModelReasoner with a deterministic fake and with ChatOpenAI against a small OpenAI-compatible server on loopback."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+from langchain_openai import ChatOpenAI
+
+from rsim_graph.errors import ReasonerError
+from rsim_graph.graph import build_graph
+from rsim_graph.planners.simple import ScriptedPlanner
+from rsim_graph.reasoners.chat import ChatModelReasoner
+
+
+def fake(*replies):
+    return GenericFakeChatModel(messages=iter([AIMessage(r) for r in replies]))
+
+
+def test_prefill_mode_continues_the_assistant_message():
+    model = fake("Known: 2 and 3.\n\nignored tail", "\\boxed{5}")
+    r = ChatModelReasoner(model, mode="prefill")
+    out = build_graph(ScriptedPlanner(["understand"]), r).invoke({"question": "2+3?"})
+    assert [s["text"] for s in out["steps"]] == ["Known: 2 and 3.", "\\boxed{5}"]  # cut at the delimiter
+    assert out["answer"] == "5" and out["steps"][0]["completion_ids"] is None
+    msgs = r.messages(type("R", (), {"question": "2+3?", "steps": out["steps"][:1], "injected": "T\n", "delimiter": "\n\n"})())
+    assert [m.type for m in msgs] == ["human", "ai"]
+    assert msgs[1].content == out["steps"][0]["injected"] + "Known: 2 and 3.\n\nT\n"
+
+
+def test_turns_mode_injects_each_strategy_as_a_user_message():
+    r = ChatModelReasoner(fake("a", "\\boxed{1}"), mode="turns")
+    out = build_graph(ScriptedPlanner(["decompose"]), r).invoke({"question": "q"})
+    req = type("R", (), {"question": "q", "steps": out["steps"][:1], "injected": "Terminate: x\n", "delimiter": "\n\n"})()
+    assert [(m.type, m.content) for m in r.messages(req)] == [
+        ("human", "q"), ("human", out["steps"][0]["injected"].strip()), ("ai", "a"), ("human", "Terminate: x"),
+    ]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    requests: list = []
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _Handler.requests.append(body)
+        last = body["messages"][-1]["content"]
+        text = "\\boxed{5}" if "Terminate" in last else "Known: 2 and 3."
+        reply = {
+            "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+        }
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def openai_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Handler.requests.clear()
+    yield f"http://127.0.0.1:{server.server_port}/v1"
+    server.shutdown()
+
+
+def test_chat_openai_against_a_loopback_server(openai_server):
+    chat = ChatOpenAI(model="tiny", base_url=openai_server, api_key="k", max_retries=0)
+    r = ChatModelReasoner(chat, mode="turns")
+    out = build_graph(ScriptedPlanner(["understand"]), r, max_step_tokens=64).invoke({"question": "2+3?"})
+    assert out["answer"] == "5" and out["steps"][0]["text"] == "Known: 2 and 3."
+    sent = _Handler.requests[0]
+    assert sent["stop"] == ["\n\n"] and sent["model"] == "tiny"
+    assert sent.get("max_completion_tokens", sent.get("max_tokens")) == 64  # langchain-openai renames it
+
+
+def test_prefill_sends_vllm_continue_final_message(openai_server):
+    chat = ChatOpenAI(model="tiny", base_url=openai_server, api_key="k", max_retries=0)
+    r = ChatModelReasoner(chat, mode="prefill", continue_final_message=True)
+    build_graph(ScriptedPlanner([]), r).invoke({"question": "q"})
+    sent = _Handler.requests[0]
+    assert sent["continue_final_message"] is True and sent["add_generation_prompt"] is False
+    assert sent["messages"][-1]["role"] == "assistant"
+
+
+def test_unreachable_server_is_a_one_line_error():
+    chat = ChatOpenAI(model="m", base_url="http://127.0.0.1:9/v1", api_key="k", max_retries=0, timeout=5)
+    with pytest.raises(ReasonerError, match="cannot reach the reasoner's server.*--reasoner_base_url"):
+        build_graph(ScriptedPlanner([]), ChatModelReasoner(chat)).invoke({"question": "q"})

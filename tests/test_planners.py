@@ -1,0 +1,83 @@
+import pytest
+import torch
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+
+from conftest import ScriptedReasoner
+from rsim_graph.errors import CheckpointError
+from rsim_graph.graph import build_graph, run_batch
+from rsim_graph.planners.policy import PolicyPlanner
+from rsim_graph.planners.prompt import PromptPlanner, parse_strategy
+from rsim_graph.planners.simple import RandomPlanner, ScriptedPlanner
+from rsim_graph.strategies import Strategy
+
+
+def test_policy_planner_choices_carry_logprob_and_distribution(tiny_backbone, tokenizer, library):
+    planner = PolicyPlanner(tiny_backbone, tokenizer, library, seed=0)
+    outs = run_batch(build_graph(planner, ScriptedReasoner(), max_steps=4), ["a", "b", "c"], n=2)
+    for out in outs:
+        for s in out["steps"]:
+            if not s["forced"]:
+                assert len(s["planner_probs"]) == 9 and sum(s["planner_probs"]) == pytest.approx(1.0, abs=1e-5)
+                assert s["planner_logprob"] == pytest.approx(torch.tensor(s["planner_probs"][library.index(s["strategy"])]).log().item(), abs=1e-5)
+    assert max(planner.batcher.batch_sizes) > 1
+
+
+def test_greedy_planner_is_deterministic(tiny_backbone, tokenizer, library):
+    planner = PolicyPlanner(tiny_backbone, tokenizer, library, greedy=True)
+    state = {"question": "What is 2+2?", "steps": []}
+    picks = {planner.choose(state, library).strategy for _ in range(3)}
+    assert len(picks) == 1
+
+
+def test_save_and_load_round_trip(tmp_path, tiny_backbone, tokenizer, library):
+    planner = PolicyPlanner(tiny_backbone, tokenizer, library)
+    planner.save_pretrained(tmp_path / "p")
+    loaded = PolicyPlanner.from_pretrained(tmp_path / "p")
+    state = {"question": "q", "steps": []}
+    assert torch.allclose(planner.log_probs([state]), loaded.log_probs([state]), atol=1e-6)
+    assert loaded.library.ids == library.ids
+
+
+def test_grow_keeps_learned_rows(tiny_backbone, tokenizer, library):
+    planner = PolicyPlanner(tiny_backbone, tokenizer, library)
+    old = planner.head.weight.detach().clone()
+    planner.grow(library.extend([Strategy("estimate", "Estimate", "Estimate.")]))
+    assert planner.head.weight.shape[0] == 10
+    assert torch.equal(planner.head.weight[:9], old)
+    assert planner.log_probs([{"question": "q", "steps": []}]).shape == (1, 10)
+
+
+def test_planner_refuses_a_different_library(tiny_backbone, tokenizer, library):
+    planner = PolicyPlanner(tiny_backbone, tokenizer, library)
+    bigger = library.extend([Strategy("estimate", "Estimate", "Estimate.")])
+    with pytest.raises(CheckpointError, match="planner.grow"):
+        planner.choose({"question": "q", "steps": []}, bigger)
+
+
+def test_missing_and_corrupt_checkpoints(tmp_path, tiny_backbone, tokenizer, library):
+    with pytest.raises(CheckpointError, match="not a planner checkpoint"):
+        PolicyPlanner.from_pretrained(tmp_path)
+    PolicyPlanner(tiny_backbone, tokenizer, library).save_pretrained(tmp_path / "p")
+    (tmp_path / "p" / "head.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="is corrupt"):
+        PolicyPlanner.from_pretrained(tmp_path / "p")
+
+
+def test_prompt_planner_parses_and_counts_fallbacks(library):
+    model = GenericFakeChatModel(messages=iter([AIMessage("Let's VALIDATE it."), AIMessage("hmm?"), AIMessage("terminate")]))
+    planner = PromptPlanner(model)
+    out = build_graph(planner, ScriptedReasoner()).invoke({"question": "q"})
+    assert [s["strategy"] for s in out["steps"]] == ["validate", "deep-think", "terminate"]
+    assert planner.fallbacks == 1 and planner.calls == 3
+    assert parse_strategy("self-reflect, then validate", library) == "self-reflect"
+    assert parse_strategy("Sub-plan", library) == "sub-plan"
+    assert parse_strategy("nothing", library) is None
+
+
+def test_random_and_scripted_planners(library):
+    picks = {RandomPlanner(0).choose({"question": "q", "steps": []}, library).strategy for _ in range(1)}
+    assert picks <= set(library.ids)
+    ps = ScriptedPlanner.plan_and_solve(2)
+    seq = [ps.choose({"question": "q", "steps": [{}] * i}, library).strategy for i in range(5)]
+    assert seq == ["understand", "sub-plan", "deep-think", "deep-think", "terminate"]
