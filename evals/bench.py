@@ -6,12 +6,13 @@ rollout:
   (a) trajectories/s for N concurrent questions (one batched graph run) vs the same N one after another;
   (b) reasoner tokens/s in step-wise rollouts vs one `model.generate` call producing the same number of
       tokens for the same batch, with and without reuse of each trajectory's prefix cache.
-Both runs in (a) are greedy, so they produce the same trajectories; the script checks that.
+Both runs in (a) are greedy, so they produce the same trajectories; the script checks that. Every\ngraph is warmed up first, and batched timings are the median of `--repeats` runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -23,10 +24,14 @@ from rsim_graph.strategies import StrategyLibrary
 from rsim_graph.tasks.arith import ArithWorld
 
 
-def _timed(fn):
-    t = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t
+def _timed(fn, repeats: int = 1):
+    """(last result, median seconds over `repeats` runs)."""
+    times, out = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return out, statistics.median(times)
 
 
 def bench_rollout(args: argparse.Namespace) -> None:
@@ -38,14 +43,15 @@ def bench_rollout(args: argparse.Namespace) -> None:
     def graph(max_cached: int = 4096):
         reasoner = HFReasoner(model, tokenizer, temperature=0.0, max_cached=max_cached)
         planner = load_planner(args.planner, library, greedy=True, seed=0)
-        return build_graph(planner, reasoner, library, max_steps=args.max_steps, max_step_tokens=args.max_step_tokens), reasoner
+        g = build_graph(planner, reasoner, library, max_steps=args.max_steps, max_step_tokens=args.max_step_tokens)
+        run_batch(g, questions[:4])  # warm-up: the first run of a graph pays one-off setup
+        reasoner.batcher.batch_sizes.clear()
+        return g, reasoner
 
     g, _ = graph()
-    run_batch(g, questions[:2])  # warm-up
-    g, reasoner = graph()
     seq, t_seq = _timed(lambda: [g.invoke({"question": q}) for q in questions])
     g, reasoner = graph()
-    par, t_par = _timed(lambda: run_batch(g, questions))
+    par, t_par = _timed(lambda: run_batch(g, questions), args.repeats)
     same = [o["answer"] for o in seq] == [o["answer"] for o in par]
     tokens = sum(o["usage"]["reasoner_tokens"] for o in par)
     sizes = reasoner.batcher.batch_sizes
@@ -54,7 +60,7 @@ def bench_rollout(args: argparse.Namespace) -> None:
           f"same answers: {same}; mean reasoner batch {sum(sizes) / len(sizes):.1f}")
 
     g_nc, _ = graph(max_cached=0)
-    _, t_nocache = _timed(lambda: run_batch(g_nc, questions))
+    _, t_nocache = _timed(lambda: run_batch(g_nc, questions), args.repeats)
     per_row = max(1, tokens // len(questions))
     batch = tokenizer.apply_chat_template(
         [[{"role": "user", "content": q}] for q in questions], add_generation_prompt=True, tokenize=False
@@ -63,7 +69,8 @@ def bench_rollout(args: argparse.Namespace) -> None:
     enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False)
     with torch.no_grad():
         out, t_gen = _timed(
-            lambda: model.generate(**enc, max_new_tokens=per_row, min_new_tokens=per_row, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            lambda: model.generate(**enc, max_new_tokens=per_row, min_new_tokens=per_row, do_sample=False, pad_token_id=tokenizer.pad_token_id),
+            args.repeats,
         )
     gen_tokens = (out.shape[1] - enc["input_ids"].shape[1]) * len(questions)
     rate, rate_nc, rate_gen = tokens / t_par, tokens / t_nocache, gen_tokens / t_gen
@@ -84,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--max_steps", type=int, default=8)
     r.add_argument("--max_step_tokens", type=int, default=64)
     r.add_argument("--threads", type=int, default=2)
+    r.add_argument("--repeats", type=int, default=3, help="timed runs per configuration (the median is reported)")
     args = p.parse_args(argv)
     {"rollout": bench_rollout}[args.bench](args)
 

@@ -88,6 +88,8 @@ class HFReasoner:
             self.generator.manual_seed(seed)
         self.max_cached = max_cached
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        # Text of each token, for the stop check in the decode loop (decoding there costs per token and row).
+        self.pieces = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.batcher = MicroBatcher(self.generate_batch, max_batch=max_batch)
@@ -159,7 +161,8 @@ class HFReasoner:
     def decode(
         self, prompts: list[list[int]], cached: list[_Cached | None], max_new: list[int], delimiters: list[str]
     ) -> tuple[list[list[int]], list[list[float]], list[list[LayerKV]]]:
-        """Decode all rows together until each hits the delimiter, EOS or its token budget.
+        """Decode all rows together until each hits its delimiter, EOS or its token budget; a row that
+        finishes leaves the batch, so the others do not pay for it.
 
         Returns per row: generated ids, their log-probabilities, and the keys/values of every token
         fed (the prompt and all generated tokens but the last), for reuse by the next step.
@@ -181,31 +184,41 @@ class HFReasoner:
         if Lc:
             past = DynamicCache(ddp_cache_data=self._pad_cache(cached, Lc), config=self.model.config)
         eos = self.tokenizer.eos_token_id
-        done = [False] * B
         out: list[list[int]] = [[] for _ in range(B)]
         lps: list[list[float]] = [[] for _ in range(B)]
+        fed: list[list[LayerKV]] = [[] for _ in range(B)]
         tails = [""] * B
+        active = list(range(B))  # batch row -> request index; finished rows leave the batch
         next_pos = pos[:, -1] + 1
-        for t in range(max(max_new)):
+        for _ in range(max(max_new)):
             logits = self.model(
                 input_ids=input_ids, attention_mask=mask, position_ids=pos, past_key_values=past, use_cache=True
-            ).logits[:, -1, :].float()  # (B, V)
+            ).logits[:, -1, :].float()  # (A, V)
             tok, lp = self._sample(logits)
-            for i in range(B):
-                if done[i]:
-                    continue
-                out[i].append(int(tok[i]))
-                lps[i].append(float(lp[i]))
-                tails[i] = (tails[i] + self.tokenizer.decode([int(tok[i])]))[-len(delimiters[i]) - 8 :]
-                if int(tok[i]) == eos or delimiters[i] in tails[i] or len(out[i]) >= max_new[i]:
-                    done[i] = True
-            if all(done):
-                break
-            input_ids = tok.view(B, 1)
-            pos = next_pos.view(B, 1)
+            finished = []
+            for row, i in enumerate(active):
+                t = int(tok[row])
+                out[i].append(t)
+                lps[i].append(float(lp[row]))
+                tails[i] = (tails[i] + self.pieces[t])[-len(delimiters[i]) - 8 :]
+                if t == eos or delimiters[i] in tails[i] or len(out[i]) >= max_new[i]:
+                    finished.append(row)
+                    # Every fed token of this row (the last sampled one was never fed).
+                    cols = mask[row].nonzero().squeeze(1)
+                    fed[i] = [(layer.keys[row, :, cols].clone(), layer.values[row, :, cols].clone()) for layer in past.layers]
+            if finished:
+                keep = [row for row in range(len(active)) if row not in finished]
+                if not keep:
+                    break
+                idx = torch.tensor(keep, device=dev)
+                past.batch_select_indices(idx)
+                tok, mask, next_pos = tok[idx], mask[idx], next_pos[idx]
+                active = [active[row] for row in keep]
+            input_ids = tok.view(-1, 1)
+            pos = next_pos.view(-1, 1)
             next_pos = next_pos + 1
-            mask = torch.cat([mask, torch.ones(B, 1, dtype=torch.long, device=dev)], dim=1)
-        return out, lps, self._split_cache(past, mask, Lc + Ln, [len(o) for o in out])
+            mask = torch.cat([mask, torch.ones(len(active), 1, dtype=torch.long, device=dev)], dim=1)
+        return out, lps, fed
 
     def _sample(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Sample one token per row; returns (tokens (B,), their log-probs (B,) at this temperature)."""
@@ -235,14 +248,6 @@ class HFReasoner:
                     V[i, :, Lc - n :] = c.layers[li][1]
             layers.append((K, V))
         return layers
-
-    def _split_cache(self, past: DynamicCache, mask: torch.Tensor, L0: int, n_out: list[int]) -> list[list[LayerKV]]:
-        rows = []
-        for i, n in enumerate(n_out):
-            # Real prompt columns, then the generated tokens that were fed back (all but the last).
-            cols = torch.cat([mask[i, :L0].nonzero().squeeze(1), torch.arange(L0, L0 + max(n - 1, 0), device=mask.device)])
-            rows.append([(layer.keys[i, :, cols].clone(), layer.values[i, :, cols].clone()) for layer in past.layers])
-        return rows
 
     def _lookup(self, trajectory_id: str, ids: list[int]) -> _Cached | None:
         if not trajectory_id:

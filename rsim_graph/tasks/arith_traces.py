@@ -166,7 +166,7 @@ def behaviour_policy(trace: Trace, n_steps: int, expert: bool, rng: random.Rando
     if last == "validate" and trace.failed:
         return "self-reflect" if rng.random() < 0.7 else "backtrack"
     if trace.j < len(trace.ops):
-        return "deep-think" if rng.random() < 0.6 else "sub-plan"
+        return "deep-think" if rng.random() < 0.7 else "sub-plan"
     return "terminate"
 
 
