@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # certifi is capped because newer langchain-core wants a certifi release some mirrors lack.
 PIP_CONSTRAINTS := certifi<=2026.10.18
-QUESTION ?= What is 12*(3+4)-5?
+QUESTION ?= Compute ((23+45)*3)-17.
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
