@@ -19,7 +19,7 @@ from rsim_graph.tasks.base import Problem
 logger = logging.getLogger(__name__)
 
 # method name -> planner spec for `load_planner` (zero-cot has no planner)
-PLANNER_METHODS = {"ps+": "ps+", "random-planner": "random", "heuristic": "heuristic"}
+PLANNER_METHODS = {"ps+": "ps+", "random-planner": "random", "heuristic": "heuristic", "heuristic-check": "heuristic-check"}
 
 
 @dataclass
@@ -40,7 +40,7 @@ def planner_spec(method: str) -> str | None:
         return PLANNER_METHODS[method]
     if method.startswith("rsim:"):
         return method.removeprefix("rsim:")
-    raise RSIMError(f"unknown method {method!r}; choose zero-cot, ps+, random-planner, heuristic or rsim:<planner dir>")
+    raise RSIMError(f"unknown method {method!r}; choose zero-cot, ps+, random-planner, heuristic, heuristic-check or rsim:<planner dir>")
 
 
 def evaluate(

@@ -14,7 +14,9 @@ BUNDLED_REASONER = ASSETS / "reasoner"  # the tiny ArithWorld reasoner
 BUNDLED_REASONER_B = ASSETS / "reasoner-b"  # a second, smaller one for plug-in transfer
 BUNDLED_PLANNER = ASSETS / "planner"  # the planner trained by the default `python -m trainers.marl`
 
-PLANNER_SPECS = "a planner checkpoint directory, 'random', 'ps+', 'heuristic', 'scripted:ID,ID,...' or 'prompt:<model>'"
+PLANNER_SPECS = (
+    "a planner checkpoint directory, 'random', 'ps+', 'heuristic', 'heuristic-check', 'scripted:ID,ID,...' or 'prompt:<model>'"
+)
 
 
 def bundled(path: Path) -> Path:
@@ -57,10 +59,10 @@ def load_planner(
         for s in ids:
             library.index(s)  # unknown ids fail here, with the library's ids in the message
         return ScriptedPlanner(ids)
-    if spec == "heuristic":
+    if spec in ("heuristic", "heuristic-check"):
         from rsim_graph.planners.heuristic import HeuristicPlanner
 
-        return HeuristicPlanner()
+        return HeuristicPlanner(check=spec == "heuristic-check")
     if spec.startswith("prompt:"):
         from langchain_openai import ChatOpenAI
 

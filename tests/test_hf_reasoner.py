@@ -108,3 +108,21 @@ def test_a_row_admitted_mid_decode_matches_running_alone(hf_reasoner, library):
     got = finished[b.question]
     assert got.completion_ids == alone.completion_ids
     assert max(abs(x - y) for x, y in zip(got.logprobs, alone.logprobs, strict=True)) < 1e-4
+
+
+def test_vllm_reasoner_without_vllm_says_how_to_install(monkeypatch):
+    import builtins
+
+    from rsim_graph.errors import ReasonerError
+    from rsim_graph.reasoners.vllm import VLLMReasoner
+
+    real_import = builtins.__import__
+
+    def no_vllm(name, *args, **kwargs):
+        if name == "vllm":
+            raise ImportError("No module named 'vllm'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_vllm)
+    with pytest.raises(ReasonerError, match=r"pip install -e '\.\[vllm\]'"):
+        VLLMReasoner("some/model")

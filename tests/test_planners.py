@@ -81,3 +81,16 @@ def test_random_and_scripted_planners(library):
     ps = ScriptedPlanner.plan_and_solve(2)
     seq = [ps.choose({"question": "q", "steps": [{}] * i}, library).strategy for i in range(5)]
     assert seq == ["understand", "sub-plan", "deep-think", "deep-think", "terminate"]
+
+
+def test_heuristic_planner_follows_the_world_rules(library):
+    from rsim_graph.planners.heuristic import HeuristicPlanner
+
+    q = "Compute ((23+45)*3)-17."
+    r = ScriptedReasoner(texts={"validate": "Check s1: 68-45=23 fails."})
+    plain = build_graph(HeuristicPlanner(), r).invoke({"question": q})
+    assert [s["strategy"] for s in plain["steps"]] == ["understand"] + ["deep-think"] * 3 + ["terminate"]
+    checked = build_graph(HeuristicPlanner(check=True), r, max_steps=20).invoke({"question": q})
+    assert [s["strategy"] for s in checked["steps"]][:5] == ["understand", "deep-think", "validate", "self-reflect", "deep-think"]
+    other = build_graph(HeuristicPlanner(), r).invoke({"question": "What is the capital of France?"})
+    assert [s["strategy"] for s in other["steps"]][:2] == ["understand", "sub-plan"]  # falls back to PS+
