@@ -45,7 +45,7 @@ def bench_rollout(args: argparse.Namespace) -> None:
         planner = load_planner(args.planner, library, greedy=True, seed=0)
         g = build_graph(planner, reasoner, library, max_steps=args.max_steps, max_step_tokens=args.max_step_tokens)
         run_batch(g, questions[:4])  # warm-up: the first run of a graph pays one-off setup
-        reasoner.batch_sizes.clear()
+        reasoner.batcher.batch_sizes.clear()
         return g, reasoner
 
     g, _ = graph()
@@ -54,10 +54,10 @@ def bench_rollout(args: argparse.Namespace) -> None:
     par, t_par = _timed(lambda: run_batch(g, questions), args.repeats)
     same = [o["answer"] for o in seq] == [o["answer"] for o in par]
     tokens = sum(o["usage"]["reasoner_tokens"] for o in par)
-    sizes = reasoner.batch_sizes
+    sizes = reasoner.batcher.batch_sizes
     print(f"(a) {len(questions)} questions: sequential {len(questions) / t_seq:.2f} traj/s, "
           f"concurrent {len(questions) / t_par:.2f} traj/s -> {t_seq / t_par:.1f}x (goal >= 8x); "
-          f"same answers: {same}; mean rows per forward pass {sum(sizes) / len(sizes):.1f}")
+          f"same answers: {same}; mean requests per reasoner batch {sum(sizes) / len(sizes):.1f}")
 
     g_nc, _ = graph(max_cached=0)
     _, t_nocache = _timed(lambda: run_batch(g_nc, questions), args.repeats)

@@ -32,6 +32,7 @@ def compute(fn: Callable[..., Res], *args) -> Res:
     return _COMPUTE.submit(fn, *args).result()
 
 
+
 class MicroBatcher(Generic[Req, Res]):
     """Serve `fn(list[Req]) -> list[Res]` over requests that arrive one by one from many threads.
 

@@ -89,27 +89,6 @@ def test_saved_tokenizer_round_trips_in_a_model_dir(tiny_lm_dir, tokenizer):
         assert r.tokenizer(text)["input_ids"] == tokenizer(text)["input_ids"]
 
 
-def test_a_row_admitted_mid_decode_matches_running_alone(hf_reasoner, library):
-    from concurrent.futures import Future
-
-    from rsim_graph.reasoners.hf import _Row
-
-    a, b = request(library, 1, max_new=12, tid=""), request(library, 7, strategy="validate", max_new=8, tid="")
-    alone = hf_reasoner.generate_batch([b])[0]
-    rows = {name: _Row(r, Future(), *hf_reasoner.context(r)) for name, r in (("a", a), ("b", b))}
-    batch, done = hf_reasoner._iterate(None, [rows["a"]])
-    batch, more = hf_reasoner._iterate(batch, [])
-    batch, later = hf_reasoner._iterate(batch, [rows["b"]])  # b joins while a is decoding
-    assert len(batch.rows) == 2 and batch.mask.shape[0] == 2
-    finished = dict((row.request.question, out) for row, out in done + more + later)
-    while batch is not None:
-        batch, out = hf_reasoner._iterate(batch, [])
-        finished.update((row.request.question, o) for row, o in out)
-    got = finished[b.question]
-    assert got.completion_ids == alone.completion_ids
-    assert max(abs(x - y) for x, y in zip(got.logprobs, alone.logprobs, strict=True)) < 1e-4
-
-
 def test_vllm_reasoner_without_vllm_says_how_to_install(monkeypatch):
     import builtins
 
