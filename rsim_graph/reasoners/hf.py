@@ -247,12 +247,11 @@ class HFReasoner:
             ).logits[:, -1, :].float()  # (A, V)
             tok, lp = self._sample(logits)
             finished = []
-            for row, i in enumerate(active):
-                t = int(tok[row])
+            for row, (i, t, x) in enumerate(zip(active, tok.tolist(), lp.tolist(), strict=True)):
                 out[i].append(t)
-                lps[i].append(float(lp[row]))
+                lps[i].append(x)
                 tails[i] = (tails[i] + self.pieces[t])[-len(delimiters[i]) - 8 :]
-                if t == eos or delimiters[i] in tails[i] or len(out[i]) >= max_new[i]:
+                if t == eos or (delimiters[i] and delimiters[i] in tails[i]) or len(out[i]) >= max_new[i]:
                     finished.append(row)
                     # Every fed token of this row (the last sampled one was never fed).
                     cols = mask[row].nonzero().squeeze(1)
