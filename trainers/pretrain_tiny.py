@@ -102,7 +102,7 @@ def pretrain(name: str, out: Path, *, steps: int | None = None, batch_size: int 
         sched.step()
         opt.zero_grad(set_to_none=True)
         if step % 100 == 0 or step == steps:
-            print(f"[{name}] step {step}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)", flush=True)
+            logger.info("[%s] step %d/%d loss %.4f (%.0fs)", name, step, steps, loss.item(), time.time() - t0)
     path = out / name
     model.eval().save_pretrained(path)
     tok.save_pretrained(path)
@@ -126,12 +126,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=None, help="override the model's default number of steps")
     p.add_argument("--batch_size", type=int, default=32)
     args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     names = list(MODELS) if args.which == "all" else [args.which]
     for name in names:
         path = pretrain(name, args.output_dir, steps=args.steps, batch_size=args.batch_size)
-        print(f"saved {path}")
+        logger.info("saved %s", path)
     if "reasoner-b" in names:
-        print(f"saved {make_planner_init(args.output_dir / 'reasoner-b', args.output_dir)}")
+        logger.info("saved %s", make_planner_init(args.output_dir / "reasoner-b", args.output_dir))
 
 
 if __name__ == "__main__":
