@@ -10,9 +10,10 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
-from evals.runner import as_dict, evaluate, markdown_table
+from evals.runner import evaluate, markdown_table
 from rsim_graph.errors import RSIMError
 from rsim_graph.loading import load_reasoner
 from rsim_graph.strategies import load_strategies
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                 for r in records:
                     f.write(json.dumps(r) + "\n")
             print(f"{method}: accuracy {100 * summary.accuracy:.1f}% on {summary.n} ({summary.seconds:.0f}s)", flush=True)
-        (args.output_dir / "summary.json").write_text(json.dumps({args.task: [as_dict(s) for s in summaries]}, indent=2))
+        (args.output_dir / "summary.json").write_text(json.dumps({args.task: [asdict(s) for s in summaries]}, indent=2))
         print(markdown_table(summaries))
     except RSIMError as e:
         print(f"error: {e}", file=sys.stderr)

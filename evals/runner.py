@@ -6,11 +6,11 @@ import logging
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from rsim_graph.errors import RSIMError
-from rsim_graph.graph import build_graph, run_batch
 from rsim_graph.grading import extract_answer
+from rsim_graph.graph import build_graph, run_batch
 from rsim_graph.loading import load_planner
 from rsim_graph.reasoners.base import Reasoner
 from rsim_graph.strategies import StrategyLibrary
@@ -114,7 +114,3 @@ def markdown_table(summaries: list[Summary]) -> str:
     for s in summaries:
         rows.append(f"| {s.method} | {100 * s.accuracy:.1f} | {s.mean_strategies:.2f} | {s.mean_tokens:.0f} | {s.n} | {s.errors} |")
     return "\n".join(rows)
-
-
-def as_dict(s: Summary) -> dict:
-    return asdict(s)

@@ -1,8 +1,8 @@
 import pytest
+from conftest import ScriptedReasoner
 from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
 
-from conftest import ScriptedReasoner
 from rsim_graph.errors import InputError, PlannerError, ReasonerError
 from rsim_graph.graph import NODES_PER_STEP, build_graph, run_batch
 from rsim_graph.planners.base import PlannerChoice

@@ -1,9 +1,9 @@
 import pytest
 import torch
+from conftest import ScriptedReasoner
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
-from conftest import ScriptedReasoner
 from rsim_graph.errors import CheckpointError
 from rsim_graph.graph import build_graph, run_batch
 from rsim_graph.planners.policy import PolicyPlanner

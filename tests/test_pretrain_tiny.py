@@ -1,10 +1,10 @@
 import torch
 from safetensors.torch import load_file
 
-from trainers.pretrain_tiny import IGNORE, example, pretrain
 from rsim_graph.strategies import StrategyLibrary
 from rsim_graph.tasks.arith import ArithWorld
 from rsim_graph.tiny import build_tokenizer
+from trainers.pretrain_tiny import IGNORE, example, pretrain
 
 
 def test_pretraining_is_deterministic_from_its_seed(tmp_path):

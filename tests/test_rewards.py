@@ -1,8 +1,14 @@
 import pytest
 
 from rsim_graph.rewards import (
-    accuracy_reward, follow_reward, format_reward, make_follow_reward, planner_reward_funcs,
-    reasoner_reward_funcs, strategy_penalty_reward, terminal_reward,
+    accuracy_reward,
+    follow_reward,
+    format_reward,
+    make_follow_reward,
+    planner_reward_funcs,
+    reasoner_reward_funcs,
+    strategy_penalty_reward,
+    terminal_reward,
 )
 from rsim_graph.strategies import Strategy
 

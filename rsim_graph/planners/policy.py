@@ -7,8 +7,8 @@ initialised linear head with one row per strategy. Choices from concurrent traje
 from __future__ import annotations
 
 import json
-import pickle
 import logging
+import pickle
 import threading
 from pathlib import Path
 
