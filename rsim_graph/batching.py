@@ -22,15 +22,8 @@ logger = logging.getLogger(__name__)
 
 _COMPUTE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rsim-compute")
 
-
 Req = TypeVar("Req")
 Res = TypeVar("Res")
-
-
-def compute(fn: Callable[..., Res], *args) -> Res:
-    """Run `fn(*args)` on the shared compute thread and wait for it."""
-    return _COMPUTE.submit(fn, *args).result()
-
 
 
 class MicroBatcher(Generic[Req, Res]):
@@ -95,7 +88,7 @@ class MicroBatcher(Generic[Req, Res]):
             return
         self.batch_sizes.append(len(live))
         try:
-            results = compute(self.fn, [r for r, _ in live])
+            results = _COMPUTE.submit(self.fn, [r for r, _ in live]).result()
         except BaseException as e:  # noqa: BLE001 - handed to every waiting caller, which re-raises it
             for _, f in live:
                 f.set_exception(e)

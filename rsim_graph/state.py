@@ -56,16 +56,12 @@ class RSIMState(TypedDict, total=False):
     usage: Usage
 
 
-def reasoner_tokens(steps: list[Step]) -> int:
-    return sum(len(s.get("completion_ids") or []) for s in steps)
-
-
 def usage(state: RSIMState) -> Usage:
     steps = state.get("steps", [])
     return Usage(
         prompt_tokens=len(state.get("question_ids") or []),
         injected_tokens=sum(len(s.get("prompt_ids") or []) for s in steps),
-        reasoner_tokens=reasoner_tokens(steps),
+        reasoner_tokens=sum(len(s.get("completion_ids") or []) for s in steps),
         steps=len(steps),
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from rsim_graph.state import completion_text
 from rsim_graph.strategies import StrategyLibrary
 from rsim_graph.tasks.arith import Op, apply, hard
 from rsim_graph.tasks.base import Problem
@@ -196,7 +197,7 @@ def warmup_samples(world, library: StrategyLibrary, n: int = 1000, slip: float =
         p = world.problem(i)
         steps = injected_trace(p, random.Random(i), slip, library, expert=i % 2 == 0)
         texts = [t for _, t in steps]
-        completion = "".join(library.render(s) + t + library.step_delimiter for s, t in steps)
+        completion = completion_text([{"injected": library.render(s), "text": t} for s, t in steps], library.step_delimiter)
         if format_reward([completion], step_texts=[texts]) == [1.0] and accuracy_reward([completion], [p.answer]) == [0.0]:
             out.append({"question": p.question, "answer": p.answer, "strategies": [s for s, _ in steps], "step_texts": texts, "completion": completion})
     raise RuntimeError(f"only {len(out)} warm-up samples in {max_tries} problems; raise slip or max_tries")
