@@ -50,8 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             summaries.append(summary)
             name = method.replace("/", "_").replace(":", "_")
             with open(args.output_dir / f"{args.task}_{name}.jsonl", "w") as f:
-                for r in records:
-                    f.write(json.dumps(r) + "\n")
+                f.writelines(json.dumps(r) + "\n" for r in records)
             print(f"{method}: accuracy {100 * summary.accuracy:.1f}% on {summary.n} ({summary.seconds:.0f}s)", flush=True)
         (args.output_dir / "summary.json").write_text(json.dumps({args.task: [asdict(s) for s in summaries]}, indent=2))
         print(markdown_table(summaries))

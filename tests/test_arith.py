@@ -7,7 +7,13 @@ from rsim_graph.errors import InputError
 from rsim_graph.grading import extract_answer
 from rsim_graph.strategies import StrategyLibrary
 from rsim_graph.tasks.arith import ArithConfig, ArithWorld, apply, parse_question
-from rsim_graph.tasks.arith_traces import Trace, columns, injected_trace, warmup_samples, zero_cot
+from rsim_graph.tasks.arith_traces import (
+    Trace,
+    columns,
+    injected_trace,
+    warmup_samples,
+    zero_cot,
+)
 
 
 def test_generator_is_deterministic_and_splits_are_disjoint():

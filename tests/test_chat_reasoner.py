@@ -42,7 +42,7 @@ def test_turns_mode_injects_each_strategy_as_a_user_message():
 class _Handler(BaseHTTPRequestHandler):
     requests: list = []
 
-    def do_POST(self):  # noqa: N802 - http.server's naming
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         _Handler.requests.append(body)
         last = body["messages"][-1]["content"]

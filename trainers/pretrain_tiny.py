@@ -114,7 +114,9 @@ def make_planner_init(backbone_dir: Path, out: Path) -> Path:
     torch.manual_seed(0)
     library = StrategyLibrary.default()
     backbone = AutoModel.from_pretrained(backbone_dir, attn_implementation="eager")
-    planner = PolicyPlanner(backbone, build_tokenizer(library), library)
+    # The tiny planner reads the end of each step (its result) and at most 256 characters in all: enough
+    # for ArithWorld, and it keeps the planner's forward passes cheap in rollouts.
+    planner = PolicyPlanner(backbone, build_tokenizer(library), library, max_length=256, max_step_chars=48)
     planner.save_pretrained(out / "planner-init")
     return out / "planner-init"
 

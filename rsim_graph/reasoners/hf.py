@@ -205,8 +205,7 @@ class HFReasoner:
             if r.trajectory_id:
                 self._store(r.trajectory_id, _Cached(ids + comp[:-1], layers))
             text = self.tokenizer.decode(comp, skip_special_tokens=True)
-            if text.endswith(r.delimiter):
-                text = text[: -len(r.delimiter)]
+            text = text.removesuffix(r.delimiter)
             outputs.append(
                 StepOutput(text=text.strip("\n"), question_ids=q_ids, prompt_ids=inj_ids, completion_ids=comp, logprobs=lps)
             )

@@ -45,6 +45,17 @@ class VLLMReasoner:
         self.temperature, self.top_p = temperature, top_p
         self.batcher = MicroBatcher(self.generate_batch, max_batch=256)
 
+    @classmethod
+    def from_llm(cls, llm, *, temperature: float = 1.0, top_p: float = 1.0) -> VLLMReasoner:
+        """Wrap an existing `vllm.LLM`, e.g. the engine TRL's trainer colocates with training."""
+        self = cls.__new__(cls)
+        self.vllm = _import_vllm()
+        self.llm = llm
+        self.tokenizer = llm.get_tokenizer()
+        self.temperature, self.top_p = temperature, top_p
+        self.batcher = MicroBatcher(self.generate_batch, max_batch=256)
+        return self
+
     # Prompt building is the transformers reasoner's; only generation differs.
     question_ids = HFReasoner.question_ids
     encode = HFReasoner.encode
@@ -79,7 +90,7 @@ class VLLMReasoner:
         for r, (q_ids, inj_ids, _), res in zip(requests, contexts, results, strict=True):
             o = res.outputs[0]
             lps = [d[t].logprob for d, t in zip(o.logprobs or [], o.token_ids, strict=False)]
-            text = o.text[: -len(r.delimiter)] if o.text.endswith(r.delimiter) else o.text
+            text = o.text.removesuffix(r.delimiter)
             outputs.append(
                 StepOutput(text=text.strip("\n"), question_ids=q_ids, prompt_ids=inj_ids, completion_ids=list(o.token_ids), logprobs=lps)
             )

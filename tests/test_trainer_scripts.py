@@ -1,0 +1,91 @@
+"""The warm-up SFT and plain-GRPO scripts, the vLLM server round protocol, and the training plots."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rsim_graph.graph import build_graph, run_batch
+from rsim_graph.planners.simple import ScriptedPlanner
+from rsim_graph.reasoners.hf import HFReasoner
+from trainers.plots import plot_training
+from trainers.sft import build_warmup, tokenize_sample
+from trainers.vllm_rollout import LockstepServerReasoner
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class FakeVLLMClient:
+    """TRL's `VLLMClient.generate` shape: token ids in, completion ids and (tokens, 1) log-probs out."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.calls = []
+
+    def generate(self, prompts, n, temperature, top_p, max_tokens, logprobs, generation_kwargs):
+        self.calls.append((len(prompts), max_tokens, generation_kwargs["stop"]))
+        ids = self.tokenizer("x = 1\n\n", add_special_tokens=False)["input_ids"][:max_tokens]
+        return {"completion_ids": [ids for _ in prompts], "logprobs": [[[-0.25] for _ in ids] for _ in prompts]}
+
+
+def test_lockstep_server_reasoner_batches_a_round_into_one_call(tokenizer, library):
+    client = FakeVLLMClient(tokenizer)
+    reasoner = LockstepServerReasoner(client, tokenizer, is_main=True)
+    graph = build_graph(ScriptedPlanner(["understand"]), reasoner, library, max_steps=2, max_step_tokens=16)
+    states = run_batch(graph, ["1+1?", "2+2?", "3+3?"])
+    reasoner.drain()  # single process: everyone is done at once
+    assert all(s["steps"][0]["text"] == "x = 1" for s in states)
+    assert states[0]["steps"][0]["logprobs"] == [-0.25] * len(states[0]["steps"][0]["completion_ids"])
+    assert sum(n for n, _, _ in client.calls) == 6  # 3 trajectories x 2 steps
+    assert all(stop == ["\n\n"] for _, _, stop in client.calls)
+    assert len(client.calls) < 6  # steps of concurrent trajectories share a call
+
+
+def test_warmup_samples_mask_everything_but_the_reasoners_steps(tiny_lm, tokenizer, library):
+    reasoner = HFReasoner(tiny_lm, tokenizer)
+    sample = tokenize_sample(reasoner, "1+2?", [("deep-think", "1+2 = 3"), ("terminate", "\\boxed{3}")], library)
+    q = reasoner.question_ids("1+2?")
+    assert sample["input_ids"][: len(q)] == q and sample["completion_mask"][: len(q)] == [0] * len(q)
+    own = tokenizer.decode([t for t, m in zip(sample["input_ids"], sample["completion_mask"], strict=True) if m])
+    assert own == "1+2 = 3\n\n\\boxed{3}\n\n"
+    samples = build_warmup("teacher", 20, reasoner, library)
+    assert len(samples) == 20 and all(len(s["input_ids"]) == len(s["completion_mask"]) for s in samples)
+    with pytest.raises(Exception, match="unknown warm-up source"):
+        build_warmup("nope", 1, reasoner, library)
+
+
+def test_plots_are_written_from_the_log_history(tmp_path):
+    history = [{"step": i, "accuracy": i / 10, "R_acc": i / 10, "strategy/deep-think": 0.5, "strategy/terminate": 0.5} for i in range(1, 6)]
+    paths = plot_training(history, tmp_path)
+    assert [p.name for p in paths] == ["training_curves.png", "strategy_usage.png"]
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["sft", "grpo"])
+def test_scripts_train_and_save_a_reasoner(tmp_path, tiny_lm_dir, script):
+    extra = {
+        "sft": ["--warmup_size", "16", "--per_device_train_batch_size", "8", "--max_steps", "2"],
+        "grpo": ["--per_device_train_batch_size", "4", "--num_generations", "2", "--gradient_accumulation_steps", "1",
+                 "--max_completion_length", "16", "--max_steps", "2", "--train_size", "32", "--eval_limit", "0"],
+    }[script]
+    cmd = [sys.executable, "-m", f"trainers.{script}", "--model_name_or_path", str(tiny_lm_dir), "--output_dir", str(tmp_path), *extra]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "reasoner" / "model.safetensors").is_file()
+
+
+def test_scripts_give_one_line_errors(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "trainers.marl", "--task", str(tmp_path / "missing.jsonl"), "--output_dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error: data file")
+    bad = subprocess.run(
+        [sys.executable, "-m", "trainers.marl", "--lambda_stage2", "2", "--output_dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert bad.returncode == 2 and "lambda_stage2=2.0 is outside [0, 1]" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,0 +1,88 @@
+"""What the trainer scripts share: task arguments, loading the reasoner, a wall-clock budget, and
+the before/after evaluation on ArithWorld's held-out problems."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+from rsim_graph.loading import BUNDLED_REASONER, bundled
+from rsim_graph.reasoners.hf import HFReasoner, load_causal_lm
+from rsim_graph.strategies import StrategyLibrary
+from rsim_graph.tasks.arith import ArithWorld
+
+logger = logging.getLogger(__name__)
+RECIPES = Path(__file__).with_name("recipes")
+
+
+@dataclass
+class TaskArguments:
+    """What to train on and how to evaluate afterwards."""
+
+    task: str = field(default="arith", metadata={"help": "'arith', a JSON Lines file, or a Hugging Face dataset id."})
+    dataset_split: str = field(default="train", metadata={"help": "Split of a hub dataset."})
+    question_field: str = field(default="question", metadata={"help": "Field holding the question."})
+    answer_field: str = field(default="answer", metadata={"help": "Field holding the gold answer."})
+    train_size: int = field(default=20_000, metadata={"help": "Training problems (0: the whole dataset)."})
+    eval_limit: int = field(default=200, metadata={"help": "Held-out ArithWorld problems for the before/after table (0: skip)."})
+    max_train_seconds: float | None = field(default=None, metadata={"help": "Stop training after this many seconds."})
+
+
+def with_default_recipe(argv: list[str] | None, recipe: str) -> list[str]:
+    """`python -m trainers.X` with no `--config` runs the bundled default recipe; flags still override it."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return argv if "--config" in argv else ["--config", str(RECIPES / recipe), *argv]
+
+
+def load_model(model_name_or_path: str | None, dtype: str | None = None, attn_implementation: str | None = None):
+    """(tokenizer, model) for the reasoner: a local directory, a hub id, or the bundled tiny reasoner."""
+    path = model_name_or_path or str(bundled(BUNDLED_REASONER))
+    torch_dtype = None if dtype in (None, "auto") else getattr(torch, dtype)
+    tokenizer, model = load_causal_lm(path, dtype=torch_dtype)
+    if attn_implementation:
+        model.set_attn_implementation(attn_implementation)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer, model.train()
+
+
+class TimeBudget(TrainerCallback):
+    """Stops training once `seconds` of wall-clock time have passed (for equal-time baselines)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.start = time.perf_counter()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.perf_counter() - self.start >= self.seconds:
+            logger.info("time budget of %.0fs reached at step %d", self.seconds, state.global_step)
+            control.should_training_stop = True
+            control.should_save = True
+
+
+def evaluate_arith(methods: dict[str, str], model, tokenizer, library: StrategyLibrary, limit: int, *, reasoner=None) -> dict[str, dict]:
+    """Greedy accuracy of each `{label: method}` on `limit` held-out ArithWorld problems (evals' runner)."""
+    from evals.runner import evaluate
+
+    was_training = model.training if model is not None else False
+    reasoner = reasoner or HFReasoner(model.eval(), tokenizer, temperature=0.0)
+    problems = ArithWorld(split="test", seed=0).problems(limit)
+    out = {}
+    try:
+        for label, method in methods.items():
+            summary, records = evaluate(method, problems, reasoner, library)
+            used = sorted({s for r in records for s in r["strategies"]})
+            out[label] = {"accuracy": summary.accuracy, "n": summary.n, "distinct_strategies": len(used), "strategies": used}
+    finally:
+        if model is not None:
+            model.train(was_training)
+    return out

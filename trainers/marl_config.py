@@ -1,0 +1,89 @@
+"""Configuration of the leader-follower trainer: TRL's `GRPOConfig` plus the planner's own settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+
+@dataclass
+class MARLConfig(GRPOConfig):
+    r"""`GRPOConfig` for rSIM's two-agent GRPO (arXiv 2512.08300, Sec. 3.4).
+
+    The reasoner (the follower) is the trainer's `model` and uses every GRPO setting as TRL defines it.
+    The fields below configure the planner (the leader) and the objective
+    `J = λ · J_planner + (1 - λ) · J_reasoner`.
+
+    Parameters:
+        planner_learning_rate (`float`, *optional*, defaults to `1e-4`):
+            Learning rate of the planner's parameter group (the reasoner uses `learning_rate`).
+        lambda_stage1 (`float`, *optional*, defaults to `0.7`):
+            λ in stage 1, which emphasises the planner.
+        lambda_stage2 (`float`, *optional*, defaults to `0.3`):
+            λ in stage 2, which emphasises the reasoner.
+        stage2_start_step (`int`, *optional*):
+            Optimizer step at which stage 2 begins. `None` means half of `max_steps`; `0` runs stage 2
+            alone; a value at or above `max_steps` runs stage 1 alone.
+        planner_epsilon (`float`, *optional*, defaults to `0.2`):
+            Clipping range of the planner's probability ratio.
+        planner_beta (`float`, *optional*, defaults to `0.0`):
+            KL coefficient of the planner against its initial weights (exact KL over the strategies).
+            The reasoner's is TRL's `beta`.
+        planner_entropy_coef (`float`, *optional*, defaults to `0.0`):
+            Bonus on the planner's entropy, against the over-use of one strategy that the paper reports.
+        max_reasoning_steps (`int`, *optional*, defaults to `12`):
+            Steps per trajectory in rollouts (the graph's `max_steps`). The trajectory's token budget is
+            `max_completion_length`.
+        max_step_tokens (`int`, *optional*, defaults to `96`):
+            Reasoner tokens per step in rollouts.
+    """
+
+    planner_learning_rate: float = field(default=1e-4, metadata={"help": "Learning rate of the planner."})
+    lambda_stage1: float = field(default=0.7, metadata={"help": "λ in stage 1 (paper: 0.7)."})
+    lambda_stage2: float = field(default=0.3, metadata={"help": "λ in stage 2 (paper: 0.3)."})
+    stage2_start_step: int | None = field(
+        default=None, metadata={"help": "Step where stage 2 starts (default: half of max_steps; 0: stage 2 only)."}
+    )
+    planner_epsilon: float = field(default=0.2, metadata={"help": "Clipping range of the planner's ratio."})
+    planner_beta: float = field(default=0.0, metadata={"help": "KL coefficient of the planner (0 disables it)."})
+    planner_entropy_coef: float = field(default=0.0, metadata={"help": "Entropy bonus of the planner."})
+    max_reasoning_steps: int = field(default=12, metadata={"help": "Steps per trajectory in rollouts."})
+    max_step_tokens: int = field(default=96, metadata={"help": "Reasoner tokens per step in rollouts."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("lambda_stage1", "lambda_stage2"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(
+                    f"{name}={value} is outside [0, 1]: λ weights the planner's surrogate against the reasoner's, "
+                    f"so set {name} between 0 (reasoner only) and 1 (planner only)"
+                )
+        if self.stage2_start_step is not None and self.stage2_start_step < 0:
+            raise ValueError(
+                f"stage2_start_step={self.stage2_start_step} is negative; use 0 to run stage 2 alone, "
+                "or leave it unset to switch halfway through max_steps"
+            )
+        if self.max_reasoning_steps < 2:
+            raise ValueError(
+                f"max_reasoning_steps={self.max_reasoning_steps} leaves the planner no choice (the last step is "
+                "always the terminating one); set it to 2 or more"
+            )
+        if self.max_step_tokens > self.max_completion_length:
+            raise ValueError(
+                f"max_step_tokens ({self.max_step_tokens}) exceeds max_completion_length ({self.max_completion_length}), "
+                "the trajectory's whole token budget; lower max_step_tokens or raise max_completion_length"
+            )
+        for name in ("planner_learning_rate", "planner_epsilon", "planner_beta", "planner_entropy_coef"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} is negative; it must be 0 or more")
+
+    def lambda_at(self, step: int) -> float:
+        """λ for optimizer step `step` (0-based)."""
+        return self.lambda_stage2 if step >= self.stage2_step() else self.lambda_stage1
+
+    def stage2_step(self) -> int:
+        if self.stage2_start_step is not None:
+            return self.stage2_start_step
+        return self.max_steps // 2 if self.max_steps > 0 else 0

@@ -1,0 +1,287 @@
+"""rSIM's leader-follower GRPO as a small subclass of TRL's `GRPOTrainer`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from accelerate.utils import reduce
+from trl import GRPOTrainer
+
+from rsim_graph.errors import CheckpointError
+from rsim_graph.planners.policy import PolicyPlanner
+from rsim_graph.reasoners.hf import HFReasoner
+from rsim_graph.rewards import planner_reward_funcs, reasoner_reward_funcs
+from rsim_graph.strategies import StrategyLibrary
+from trainers.marl_config import MARLConfig
+from trainers.rollout import GraphRollout
+
+logger = logging.getLogger(__name__)
+
+PLANNER_DIR = "planner"  # inside each checkpoint
+STATE_FILE = "marl_state.json"
+# Stable metric names: reward components, then the rollout statistics.
+REWARD_NAMES = ("R_acc", "R_format", "R_follow", "R_penalty", "R_terminal")
+
+
+def hf_reasoner(trainer: GRPOTrainer) -> HFReasoner:
+    """The trainer's live model as the graph's reasoner (weights are shared, never copied)."""
+    if trainer.use_vllm:
+        from trainers.vllm_rollout import vllm_reasoner
+
+        return vllm_reasoner(trainer)
+    args = trainer.args
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    return HFReasoner(
+        model, trainer.processing_class, temperature=args.temperature, top_p=args.top_p, seed=args.seed + trainer.accelerator.process_index
+    )
+
+
+class MARLTrainer(GRPOTrainer):
+    """Multi-agent GRPO for rSIM (arXiv 2512.08300): a planner (leader) and a reasoner (follower) trained together.
+
+    What differs from `GRPOTrainer`:
+    1. Rollouts come from the rSIM graph through `rollout_func` (`trainers.rollout.GraphRollout`), not from
+       `model.generate`. Injected strategy text is masked out of the reasoner's loss with `env_mask`.
+    2. A second policy, the planner, joins the optimizer as its own parameter group
+       (`planner_learning_rate`) and is updated in the same optimizer step.
+    3. `_generate_and_score_completions` also scores the planner (R_acc + R_penalty + R_terminal) and
+       normalizes those rewards within each group of `num_generations`, as GRPO does for the reasoner.
+    4. `_compute_loss` returns `λ · L_planner + (1 - λ) · L_reasoner`, where `L_reasoner` is GRPO's loss
+       unchanged and `L_planner` is the clipped-ratio surrogate over the planner's per-step choices
+       (mean over choices), with optional KL (`planner_beta`) and entropy bonus (`planner_entropy_coef`).
+       λ is `lambda_stage1` before `stage2_start_step` and `lambda_stage2` from it on.
+    5. Checkpoints also hold the planner, the stage and the planner's and reasoner's sampler states;
+       resuming restores them.
+    6. Extra metrics: R_acc, R_format, R_follow, R_penalty, R_terminal, accuracy, steps_per_trajectory,
+       planner_entropy and strategy/<id> usage shares.
+
+    Known deviations from the paper (its code, prompts and exact hyperparameters are not published):
+    - The strategy prompts, R_format's checks and R_follow's per-strategy regexes are ours
+      (`rsim_graph/strategies.yaml`, `rsim_graph/rewards.py`).
+    - R_terminal scores a `terminate` that a budget forced as -1 (the paper does not discuss budgets).
+    - The planner's surrogate is averaged over its choices in a micro-batch; the paper does not say how
+      it aggregates over steps.
+    - The planner reads the question and the last 200 characters of each step tagged with its strategy
+      (`planner_text`), not the reasoner's full context.
+    - One optimizer holds both agents as two parameter groups (so its checkpoint holds both agents'
+      optimizer states); gradient clipping uses `max_grad_norm` for each agent separately.
+    - With several processes the planner's gradients are averaged by an explicit all-reduce, because
+      only the reasoner is wrapped by accelerate.
+
+    Args:
+        model (`PreTrainedModel`): the reasoner.
+        planner (`PolicyPlanner`): the planner; its library is the strategy library.
+        args (`MARLConfig`).
+        train_dataset (`Dataset`): columns `prompt` (the question) and `solution` (the gold answer).
+        processing_class: the reasoner's tokenizer.
+        reward_funcs (*optional*): the reasoner's rewards; defaults to R_acc + R_format + R_follow.
+        **kwargs: passed to `GRPOTrainer`.
+    """
+
+    _tag_names = ["trl", "grpo", "rsim"]  # noqa: RUF012 (overrides TRL's class attribute)
+    _name = "rSIM-MARL"
+
+    def __init__(self, model, planner: PolicyPlanner, args: MARLConfig, train_dataset, processing_class, reward_funcs=None, **kwargs):
+        if args.mask_truncated_completions:
+            raise ValueError(
+                "mask_truncated_completions=True would mask every rSIM trajectory: they end at a step delimiter, "
+                "not at EOS; set it to False (the graph's budgets bound the length instead)"
+            )
+        self.planner = planner
+        self.library: StrategyLibrary = planner.library
+        rollout = GraphRollout(
+            planner,
+            self.library,
+            hf_reasoner,
+            max_steps=args.max_reasoning_steps,
+            max_step_tokens=args.max_step_tokens,
+            max_total_tokens=args.max_completion_length,
+        )
+        super().__init__(
+            model=model,
+            reward_funcs=reward_funcs or reasoner_reward_funcs(self.library),
+            args=args,
+            train_dataset=train_dataset,
+            processing_class=processing_class,
+            rollout_func=rollout,
+            **kwargs,
+        )
+        self.rollout = rollout
+        self.planner.to(self.accelerator.device)
+        self.ref_planner = planner.frozen_copy() if args.planner_beta > 0 else None
+
+    # -- stages -------------------------------------------------------------------------------------
+    def stage2_step(self) -> int:
+        if self.args.stage2_start_step is not None:
+            return self.args.stage2_start_step
+        return self.state.max_steps // 2
+
+    def stage(self) -> int:
+        return 2 if self.state.global_step >= self.stage2_step() else 1
+
+    def current_lambda(self) -> float:
+        return self.args.lambda_stage2 if self.stage() == 2 else self.args.lambda_stage1
+
+    # -- optimizer: the planner is a second parameter group ------------------------------------------
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        optimizer.add_param_group({"params": list(self.planner.parameters()), "lr": self.args.planner_learning_rate, "weight_decay": 0.0})
+        return optimizer
+
+    def training_step(self, model, inputs, num_items_in_batch):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.accelerator.sync_gradients:  # the last micro-batch before the optimizer step
+            params = [p for p in self.planner.parameters() if p.grad is not None]
+            if self.accelerator.num_processes > 1:
+                for p in params:
+                    p.grad = reduce(p.grad, reduction="mean")
+            if self.args.max_grad_norm > 0 and params:
+                torch.nn.utils.clip_grad_norm_(params, self.args.max_grad_norm)
+        return loss
+
+    # -- rollouts and the planner's advantages --------------------------------------------------------
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)  # TRL merged the rollout's columns into `inputs`
+        mode = "train" if self.model.training else "eval"
+        device = self.accelerator.device
+        cols = {key: [row[key] for row in inputs] for key in ("solution", "strategies", "forced", "step_texts", "planner_texts", "planner_actions", "planner_logps")}
+        finals = ["\n\n".join(t) for t in cols["step_texts"]]
+        kw = {"completions": finals, "solution": cols["solution"], "strategies": cols["strategies"], "forced": cols["forced"], "step_texts": cols["step_texts"]}
+        acc, penalty, terminal = (f(**kw) for f in planner_reward_funcs())
+        _, fmt, follow = (f(**kw) for f in reasoner_reward_funcs(self.library))
+        parts = [[0.0 if v is None else v for v in part] for part in (acc, fmt, follow, penalty, terminal)]
+        local = torch.tensor(parts, dtype=torch.float32, device=device).T  # (B, 5); None (cannot judge) counts 0
+        everyone = self.accelerator.gather(local)  # (B * processes, 5)
+
+        # Planner advantages: group-relative, over the `num_generations` trajectories of one prompt.
+        G = self.num_generations if mode == "train" else self.num_generations_eval
+        reward = everyone[:, [0, 3, 4]].sum(-1).view(-1, G)  # (groups, G)
+        adv = (reward - reward.mean(-1, keepdim=True)) / (reward.std(-1, keepdim=True) + 1e-4)
+        B = len(inputs)
+        adv = adv.view(-1)[self.accelerator.process_index * B : (self.accelerator.process_index + 1) * B]
+        output["planner_advantages"] = adv
+        for key in ("planner_texts", "planner_actions", "planner_logps"):
+            output[key] = cols[key]
+        if self.ref_planner is not None:
+            output["planner_ref_logps"] = [self._ref_logps(texts) for texts in cols["planner_texts"]]
+        self._log_rollout(mode, everyone, cols["strategies"], local.new_tensor([len(s) for s in cols["strategies"]]))
+        return output
+
+    @torch.no_grad()
+    def _ref_logps(self, texts: list[str]) -> torch.Tensor | None:
+        return torch.log_softmax(self.ref_planner(texts).float(), -1) if texts else None
+
+    def _log_rollout(self, mode: str, rewards: torch.Tensor, strategies: list[list[str]], lengths: torch.Tensor) -> None:
+        metrics = self._metrics[mode]
+        for name, value in zip(REWARD_NAMES, rewards.mean(0).tolist(), strict=True):
+            metrics[name].append(value)
+        metrics["accuracy"].append(rewards[:, 0].mean().item())
+        metrics["steps_per_trajectory"].append(self.accelerator.gather(lengths).mean().item())
+        counts = torch.zeros(len(self.library), device=lengths.device)
+        for used in strategies:
+            for s in used:
+                counts[self.library.index(s)] += 1
+        counts = reduce(counts, reduction="sum") if self.accelerator.num_processes > 1 else counts
+        for sid, share in zip(self.library.ids, (counts / counts.sum().clamp(min=1)).tolist(), strict=True):
+            metrics[f"strategy/{sid}"].append(share)
+
+    # -- the objective ------------------------------------------------------------------------------
+    def _compute_loss(self, model, inputs):
+        lam = self.current_lambda()
+        reasoner_loss = super()._compute_loss(model, inputs)
+        planner_loss = self._planner_loss(inputs)
+        return lam * planner_loss + (1.0 - lam) * reasoner_loss
+
+    def _planner_loss(self, inputs) -> torch.Tensor:
+        mode = "train" if self.model.training else "eval"
+        device = self.accelerator.device
+        texts = [t for row in inputs["planner_texts"] for t in row]
+        if not texts:  # every step forced: nothing for the planner to learn from
+            return torch.zeros((), device=device)
+        counts = torch.tensor([len(row) for row in inputs["planner_texts"]], device=device)
+        actions = torch.tensor([a for row in inputs["planner_actions"] for a in row], device=device)  # (N,)
+        old = torch.tensor([x for row in inputs["planner_logps"] for x in row], device=device)  # (N,)
+        adv = inputs["planner_advantages"].repeat_interleave(counts)  # (N,)
+        logps = torch.log_softmax(self.planner(texts).float(), dim=-1)  # (N, n_strategies)
+        new = logps.gather(1, actions[:, None]).squeeze(1)
+        ratio = torch.exp(new - old)
+        eps = self.args.planner_epsilon
+        surrogate = torch.min(ratio * adv, torch.clamp(ratio, 1 - eps, 1 + eps) * adv)
+        entropy = -(logps.exp() * logps).sum(-1)  # (N,)
+        loss = -surrogate.mean() - self.args.planner_entropy_coef * entropy.mean()
+        if self.ref_planner is not None:
+            ref = torch.cat([r for r in inputs["planner_ref_logps"] if r is not None]).to(device)
+            kl = (logps.exp() * (logps - ref)).sum(-1)
+            loss = loss + self.args.planner_beta * kl.mean()
+            self._metrics[mode]["planner_kl"].append(kl.mean().item())
+        self._metrics[mode]["planner_entropy"].append(entropy.mean().item())
+        self._metrics[mode]["planner_loss"].append(loss.item())
+        self._metrics[mode]["lambda"].append(self.current_lambda())
+        normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0
+        return loss / normalizer
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+        if self.args.should_save:
+            self.planner.save_pretrained(folder / PLANNER_DIR)
+            state = {"stage": self.stage(), "lambda": self.current_lambda(), "stage2_start_step": self.stage2_step()}
+            (folder / STATE_FILE).write_text(json.dumps(state, indent=2))
+        samplers = {"planner": self.planner.generator.get_state()}
+        if self.rollout.reasoner is not None and hasattr(self.rollout.reasoner, "generator"):
+            samplers["reasoner"] = self.rollout.reasoner.generator.get_state()
+        torch.save(samplers, folder / f"samplers_{self.accelerator.process_index}.pt")
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        saved = PolicyPlanner.from_pretrained(Path(resume_from_checkpoint) / PLANNER_DIR)
+        if saved.library.ids != self.library.ids:
+            raise CheckpointError(
+                f"the checkpoint's planner scores {saved.library.ids}, this run's library is {self.library.ids}; "
+                "resume with the strategies file the run started with"
+            )
+        self.planner.load_state_dict(saved.state_dict())
+
+    def _load_rng_state(self, checkpoint):
+        super()._load_rng_state(checkpoint)
+        path = Path(checkpoint) / f"samplers_{self.accelerator.process_index}.pt"
+        if not path.is_file():
+            return
+        samplers = torch.load(path, weights_only=True)
+        self.planner.generator.set_state(samplers["planner"])
+        reasoner = self.rollout.prepare(self)
+        if "reasoner" in samplers and hasattr(reasoner, "generator"):
+            reasoner.generator.set_state(samplers["reasoner"])
+
+    def save_planner(self, path: str | Path) -> None:
+        if self.args.should_save:
+            self.planner.save_pretrained(path)
+
+
+def check_checkpoint(path: str | Path) -> None:
+    """Fail with one line, before any training state is touched, if `path` is not a whole checkpoint of this trainer."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    hint = "resume from an earlier checkpoint-N, or start afresh without --resume_from_checkpoint"
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass a checkpoint-N directory of this trainer, or 'true' for the latest")
+    for name in ("trainer_state.json", "model.safetensors", "optimizer.pt", f"{PLANNER_DIR}/planner.json"):
+        if not (path / name).is_file():
+            raise CheckpointError(f"checkpoint {path} is incomplete (no {name}); {hint}")
+    current = "trainer_state.json"
+    try:
+        json.loads((path / current).read_text())
+        current = "model.safetensors"
+        with safe_open(str(path / current), "pt") as f:
+            for key in f.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
+                f.get_tensor(key)
+        current = "optimizer.pt"
+        torch.load(path / current, map_location="cpu", weights_only=True)
+    except Exception as e:  # any failure to read a file is the same finding: the checkpoint is damaged
+        raise CheckpointError(f"checkpoint {path} is corrupt ({current}: {str(e).splitlines()[0][:120]}); {hint}") from e
+    PolicyPlanner.from_pretrained(path / PLANNER_DIR)  # raises CheckpointError with the reason
