@@ -1,4 +1,4 @@
-# `make run` and `make test` work from a fresh clone: they create .venv and install into it.
+# `make run`, `make solve` and `make test` work from a fresh clone: they create .venv and install into it.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -15,10 +15,14 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# The main job: train planner and reasoner together on ArithWorld (about 30 minutes on 2 CPU cores).
 run: install
+	$(BIN)/python -m trainers.marl
+
+solve: install
 	$(BIN)/python -m rsim_graph solve "$(QUESTION)"
 
 test: install
 	$(BIN)/python -m pytest
 
-.PHONY: install run test
+.PHONY: install run solve test

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from evals.runner import evaluate, markdown_table
 from rsim_graph.errors import RSIMError
-from rsim_graph.loading import load_reasoner
+from rsim_graph.loading import BUNDLED_REASONER, load_reasoner
 from rsim_graph.strategies import load_strategies
 from rsim_graph.tasks.arith import ArithWorld
 
@@ -25,7 +25,7 @@ DEFAULT_METHODS = "zero-cot,ps+,random-planner,heuristic"
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m evals", description=__doc__.splitlines()[0])
     p.add_argument("--task", default="arith", choices=["arith"])
-    p.add_argument("--method", default=DEFAULT_METHODS, help="comma-separated: zero-cot, ps+, random-planner, heuristic, rsim:<planner dir>")
+    p.add_argument("--method", default=DEFAULT_METHODS, help="comma-separated: zero-cot, ps+, random-planner, heuristic, rsim (the bundled trained planner), rsim:<planner dir>")
     p.add_argument("--limit", type=int, default=500)
     p.add_argument("--seed", type=int, default=0, help="which held-out ArithWorld problems to draw")
     p.add_argument("--reasoner", default=None, help="model directory or id (default: the bundled tiny reasoner)")
@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     try:
         library = load_strategies(args.strategies)
-        reasoner = load_reasoner(args.reasoner, temperature=0.0, seed=args.seed)
+        # Baselines run on the pretrained reasoner unless told otherwise, so every row shares one reasoner.
+        reasoner = load_reasoner(args.reasoner or str(BUNDLED_REASONER), temperature=0.0, seed=args.seed)
         problems = ArithWorld(split="test", seed=args.seed).problems(args.limit)
         summaries = []
         args.output_dir.mkdir(parents=True, exist_ok=True)

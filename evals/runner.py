@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from rsim_graph.errors import RSIMError
 from rsim_graph.grading import extract_answer
 from rsim_graph.graph import build_graph, run_batch
-from rsim_graph.loading import load_planner
+from rsim_graph.loading import default_planner_spec, load_planner
 from rsim_graph.reasoners.base import Reasoner
 from rsim_graph.strategies import StrategyLibrary
 from rsim_graph.tasks.base import Problem
@@ -38,9 +38,13 @@ def planner_spec(method: str) -> str | None:
         return None
     if method in PLANNER_METHODS:
         return PLANNER_METHODS[method]
+    if method == "rsim":
+        return default_planner_spec()
     if method.startswith("rsim:"):
         return method.removeprefix("rsim:")
-    raise RSIMError(f"unknown method {method!r}; choose zero-cot, ps+, random-planner, heuristic, heuristic-check or rsim:<planner dir>")
+    raise RSIMError(
+        f"unknown method {method!r}; choose zero-cot, ps+, random-planner, heuristic, heuristic-check, rsim or rsim:<planner dir>"
+    )
 
 
 def evaluate(

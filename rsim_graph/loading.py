@@ -13,6 +13,7 @@ ASSETS = Path(__file__).with_name("assets")
 BUNDLED_REASONER = ASSETS / "reasoner"  # the tiny ArithWorld reasoner
 BUNDLED_REASONER_B = ASSETS / "reasoner-b"  # a second, smaller one for plug-in transfer
 BUNDLED_PLANNER = ASSETS / "planner"  # the planner trained by the default `python -m trainers.marl`
+BUNDLED_RSIM_REASONER = ASSETS / "reasoner-rsim"  # the reasoner trained jointly with it
 
 PLANNER_SPECS = (
     "a planner checkpoint directory, 'random', 'ps+', 'heuristic', 'heuristic-check', 'scripted:ID,ID,...' or 'prompt:<model>'"
@@ -31,6 +32,11 @@ def bundled(path: Path) -> Path:
 def default_planner_spec() -> str:
     """The trained bundled planner once it ships, else the ArithWorld heuristic."""
     return str(BUNDLED_PLANNER) if (BUNDLED_PLANNER / "planner.json").is_file() else "heuristic"
+
+
+def default_reasoner_path() -> Path:
+    """The reasoner trained with the bundled planner once it ships, else the pretrained tiny reasoner."""
+    return BUNDLED_RSIM_REASONER if (BUNDLED_RSIM_REASONER / "config.json").is_file() else bundled(BUNDLED_REASONER)
 
 
 def load_planner(
@@ -111,5 +117,5 @@ def load_reasoner(
         return VLLMReasoner(spec.removeprefix("vllm:"), temperature=temperature, seed=seed)
     from rsim_graph.reasoners.hf import HFReasoner
 
-    path = spec or str(bundled(BUNDLED_REASONER))
+    path = spec or str(default_reasoner_path())
     return HFReasoner.from_pretrained(path, temperature=temperature, seed=seed)

@@ -102,6 +102,7 @@ def test_prompt_question_reads_strings_and_conversations():
         ({"max_reasoning_steps": 1}, "leaves the planner no choice"),
         ({"max_step_tokens": 64}, "exceeds max_completion_length"),
         ({"planner_beta": -0.1}, "planner_beta=-0.1 is negative"),
+        ({"planner_reward_weights": [1.0, 1.0]}, "give three, for R_acc, R_penalty and R_terminal"),
     ],
 )
 def test_config_errors_say_what_to_fix(tmp_path, overrides, message):
@@ -155,27 +156,27 @@ def test_reasoner_tokens_scored_by_trl_match_the_rollout(tmp_path, tiny_lm, toke
 @pytest.mark.slow
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, tiny_lm_dir, planner_dir):
     out = tmp_path / "run"
-    cmd = cli_args(tiny_lm_dir, planner_dir, out, "--max_steps", "6", "--save_steps", "2", "--save_total_limit", "5", "--stage2_start_step", "3")
+    cmd = cli_args(tiny_lm_dir, planner_dir, out, "--max_steps", "12", "--save_steps", "2", "--save_total_limit", "20", "--stage2_start_step", "3")
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
-    while not (out / "checkpoint-4" / "trainer_state.json").is_file():
+    while not (out / "checkpoint-4" / "samplers_0.pt").is_file():  # the trainer's last write of a checkpoint
         assert proc.poll() is None, proc.stderr.read()[-2000:]
         assert time.time() < deadline, "no checkpoint-4 within 300 s"
-        time.sleep(0.2)
-    time.sleep(0.5)  # let the checkpoint finish writing
+        time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "planner").exists(), "the run finished before it was killed"
     saved = json.loads((out / "checkpoint-4" / "marl_state.json").read_text())
     assert saved == {"stage": 2, "lambda": 0.3, "stage2_start_step": 3}
+    last = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*") if (p / "samplers_0.pt").is_file())
 
     done = subprocess.run(cmd + ["--resume_from_checkpoint", "true"], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
-    assert state["global_step"] == 6
+    state = json.loads((out / "checkpoint-12" / "trainer_state.json").read_text())
+    assert state["global_step"] == 12
     steps = [h["step"] for h in state["log_history"] if "lambda" in h]
-    assert steps == [1, 2, 3, 4, 5, 6]  # steps 1-4 come from the checkpoint, 5-6 from the resumed run
-    assert (out / "planner" / "head.pt").is_file() and (out / "training_curves.png").is_file()
+    assert steps == list(range(1, 13)), steps  # 1..last from the checkpoint, the rest from the resumed run
+    assert last >= 4 and (out / "planner" / "head.pt").is_file() and (out / "training_curves.png").is_file()
 
 
 @pytest.mark.slow
@@ -198,7 +199,8 @@ def test_two_process_accelerate_launch_trains(tmp_path, tiny_lm_dir, planner_dir
     out = tmp_path / "run"
     cmd = [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "trainers/recipes/accelerate/multi_cpu.yaml"),
-        "--num_processes", "2", "-m", *cli_args(tiny_lm_dir, planner_dir, out, "--max_steps", "2")[2:],
+        "--num_processes", "2", "--main_process_port", "29517", "-m",
+        *cli_args(tiny_lm_dir, planner_dir, out, "--max_steps", "2", "--use_cpu", "true")[2:],
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
@@ -208,8 +210,9 @@ def test_two_process_accelerate_launch_trains(tmp_path, tiny_lm_dir, planner_dir
     trained = PolicyPlanner.from_pretrained(out / "planner")
     initial = PolicyPlanner.from_pretrained(planner_dir)
     assert not torch.equal(trained.head.weight, initial.head.weight)
-    # both ranks end with the same planner: each saved its own copy of the planner's sampler state and weights
-    assert (out / "checkpoint-2" / "samplers_0.pt").is_file() and (out / "checkpoint-2" / "samplers_1.pt").is_file()
+    # two ranks really ran: each saved its own RNG and sampler states
+    for name in ("rng_state_0.pth", "rng_state_1.pth", "samplers_0.pt", "samplers_1.pt"):
+        assert (out / "checkpoint-2" / name).is_file(), name
 
 
 def test_recipes_load_through_trl_parser():
@@ -229,3 +232,20 @@ def test_recipes_load_through_trl_parser():
         ["--config", str(ROOT / "trainers/recipes/qwen2.5-0.5b_planner-7b_math.yaml"), "--bf16", "false", "--use_cpu", "true", "--learning_rate", "3e-6"]
     )
     assert paper[2].model_name_or_path == "Qwen/Qwen2.5-0.5B-Instruct" and paper[1].learning_rate == 3e-6  # flags override the recipe
+
+
+@pytest.mark.slow
+def test_continual_learning_grows_the_head_and_trains_on_a_new_task(tmp_path, tiny_lm_dir, planner_dir, library):
+    from rsim_graph.strategies import Strategy
+
+    extended = library.extend([Strategy(id="estimate", name="Estimate", description="Guess the size of the answer.", prompt="Estimate: guess the size of the answer.", follow="about")])
+    extended.save(tmp_path / "strategies.yaml")
+    task = tmp_path / "task.jsonl"
+    task.write_text("\n".join(json.dumps({"q": f"What is {i}+{i}?", "a": str(2 * i)}) for i in range(16)))
+    out = tmp_path / "run"
+    cmd = cli_args(tiny_lm_dir, planner_dir, out, "--max_steps", "1", "--strategies", str(tmp_path / "strategies.yaml"),
+                   "--task", str(task), "--question_field", "q", "--answer_field", "a")
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    grown = PolicyPlanner.from_pretrained(out / "planner")
+    assert grown.library.ids == [*library.ids, "estimate"] and grown.head.weight.shape[0] == len(library) + 1

@@ -37,6 +37,8 @@ class MARLConfig(GRPOConfig):
             `max_completion_length`.
         max_step_tokens (`int`, *optional*, defaults to `96`):
             Reasoner tokens per step in rollouts.
+        planner_reward_weights (`list[float]`, *optional*, defaults to `[1.0, 1.0, 1.0]`):
+            Weights of R_acc, R_penalty and R_terminal in the planner's reward (the paper sums them).
     """
 
     planner_learning_rate: float = field(default=1e-4, metadata={"help": "Learning rate of the planner."})
@@ -50,6 +52,9 @@ class MARLConfig(GRPOConfig):
     planner_entropy_coef: float = field(default=0.0, metadata={"help": "Entropy bonus of the planner."})
     max_reasoning_steps: int = field(default=12, metadata={"help": "Steps per trajectory in rollouts."})
     max_step_tokens: int = field(default=96, metadata={"help": "Reasoner tokens per step in rollouts."})
+    planner_reward_weights: list[float] = field(
+        default_factory=lambda: [1.0, 1.0, 1.0], metadata={"help": "Weights of R_acc, R_penalty, R_terminal (paper: 1, 1, 1)."}
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -74,6 +79,11 @@ class MARLConfig(GRPOConfig):
             raise ValueError(
                 f"max_step_tokens ({self.max_step_tokens}) exceeds max_completion_length ({self.max_completion_length}), "
                 "the trajectory's whole token budget; lower max_step_tokens or raise max_completion_length"
+            )
+        if len(self.planner_reward_weights) != 3:
+            raise ValueError(
+                f"planner_reward_weights has {len(self.planner_reward_weights)} values; give three, "
+                "for R_acc, R_penalty and R_terminal in that order"
             )
         for name in ("planner_learning_rate", "planner_epsilon", "planner_beta", "planner_entropy_coef"):
             if getattr(self, name) < 0:

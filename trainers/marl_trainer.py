@@ -158,7 +158,8 @@ class MARLTrainer(GRPOTrainer):
 
         # Planner advantages: group-relative, over the `num_generations` trajectories of one prompt.
         G = self.num_generations if mode == "train" else self.num_generations_eval
-        reward = everyone[:, [0, 3, 4]].sum(-1).view(-1, G)  # (groups, G)
+        weights = torch.tensor(self.args.planner_reward_weights, device=device)
+        reward = (everyone[:, [0, 3, 4]] * weights).sum(-1).view(-1, G)  # (groups, G)
         adv = (reward - reward.mean(-1, keepdim=True)) / (reward.std(-1, keepdim=True) + 1e-4)
         B = len(inputs)
         adv = adv.view(-1)[self.accelerator.process_index * B : (self.accelerator.process_index + 1) * B]
