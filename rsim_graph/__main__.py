@@ -93,6 +93,9 @@ def solve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # tiny local checkpoints load instantly; a bar would only clutter errors
     args = parse_args(argv)
     try:
         return solve(args)
