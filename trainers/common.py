@@ -40,6 +40,28 @@ def with_default_recipe(argv: list[str] | None, recipe: str) -> list[str]:
     return argv if "--config" in argv else ["--config", str(RECIPES / recipe), *argv]
 
 
+def run_script(types: tuple, main, recipe: str, argv: list[str] | None = None) -> int:
+    """The trainers' command line: parse flags over the default recipe, run `main`, print its report.
+
+    `main(script_args, training_args, model_args) -> str` returns what to show the user. Bad configs,
+    paths and checkpoints end in one `error:` line and exit code 2.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from trl import TrlParser
+
+    from rsim_graph.errors import RSIMError
+
+    try:
+        report = main(*TrlParser(types).parse_args_and_config(with_default_recipe(argv, recipe)))
+    except (RSIMError, ValueError, FileNotFoundError) as e:
+        logger.debug("details", exc_info=True)
+        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    if report:
+        print(report)
+    return 0
+
+
 def load_model(model_name_or_path: str | None, dtype: str | None = None, attn_implementation: str | None = None):
     """(tokenizer, model) for the reasoner: a local directory, a hub id, or the bundled tiny reasoner."""
     path = model_name_or_path or str(bundled(BUNDLED_REASONER))

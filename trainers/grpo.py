@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import set_seed
-from trl import GRPOConfig, GRPOTrainer, ModelConfig, TrlParser
+from trl import GRPOConfig, GRPOTrainer, ModelConfig
 
-from rsim_graph.errors import RSIMError
 from rsim_graph.rewards import accuracy_reward, format_reward
 from rsim_graph.strategies import StrategyLibrary
 from trainers.common import (
@@ -26,10 +25,9 @@ from trainers.common import (
     TimeBudget,
     evaluate_arith,
     load_model,
-    with_default_recipe,
+    run_script,
 )
 from trainers.data import load_task
-from trainers.plots import plot_training
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +37,7 @@ class GRPOScriptArguments(TaskArguments):
     pass
 
 
-def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args: ModelConfig) -> None:
+def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args: ModelConfig) -> str:
     set_seed(training_args.seed)
     tokenizer, model = load_model(model_args.model_name_or_path, model_args.dtype, model_args.attn_implementation)
     dataset = load_task(
@@ -57,25 +55,16 @@ def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     out = Path(training_args.output_dir)
     trainer.save_model(str(out / "reasoner"))
-    if trainer.accelerator.is_main_process:
-        plot_training(trainer.state.log_history, out, title="plain GRPO")
-        if arith:
-            after = evaluate_arith({"ZeroCoT": "zero-cot"}, model, tokenizer, library, script_args.eval_limit)
-            (out / "results.json").write_text(json.dumps({"before": before, "after": after, "steps": trainer.state.global_step}, indent=2))
-            print("| Method | before | after |\n|---|---|---|")
-            print(f"| GRPO reasoner, ZeroCoT | {100 * before['ZeroCoT']['accuracy']:.1f}% | {100 * after['ZeroCoT']['accuracy']:.1f}% |")
+    if not (trainer.accelerator.is_main_process and arith):
+        return ""
+    after = evaluate_arith({"ZeroCoT": "zero-cot"}, model, tokenizer, library, script_args.eval_limit)
+    (out / "results.json").write_text(json.dumps({"before": before, "after": after, "steps": trainer.state.global_step}, indent=2))
+    b, a = before["ZeroCoT"]["accuracy"], after["ZeroCoT"]["accuracy"]
+    return f"| Method | before | after |\n|---|---|---|\n| GRPO reasoner, ZeroCoT | {100 * b:.1f}% | {100 * a:.1f}% |"
 
 
 def cli(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    parser = TrlParser((GRPOScriptArguments, GRPOConfig, ModelConfig))
-    try:
-        main(*parser.parse_args_and_config(with_default_recipe(argv, "grpo_arith_tiny.yaml")))
-    except (RSIMError, ValueError, FileNotFoundError) as e:  # bad configs and paths
-        logger.debug("details", exc_info=True)
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 2
-    return 0
+    return run_script((GRPOScriptArguments, GRPOConfig, ModelConfig), main, "grpo_arith_tiny.yaml", argv)
 
 
 if __name__ == "__main__":

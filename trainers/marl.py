@@ -21,9 +21,8 @@ from pathlib import Path
 
 from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
-from trl import ModelConfig, TrlParser
+from trl import ModelConfig
 
-from rsim_graph.errors import RSIMError
 from rsim_graph.loading import ASSETS, BUNDLED_REASONER_B, bundled
 from rsim_graph.planners.policy import PolicyPlanner
 from rsim_graph.strategies import load_strategies
@@ -32,7 +31,7 @@ from trainers.common import (
     TimeBudget,
     evaluate_arith,
     load_model,
-    with_default_recipe,
+    run_script,
 )
 from trainers.data import load_task
 from trainers.marl_config import MARLConfig
@@ -74,7 +73,7 @@ def table(before: dict, after: dict) -> str:
     return "\n".join(lines)
 
 
-def main(script_args: MARLScriptArguments, training_args: MARLConfig, model_args: ModelConfig) -> None:
+def main(script_args: MARLScriptArguments, training_args: MARLConfig, model_args: ModelConfig) -> str:
     set_seed(training_args.seed)
     library = load_strategies(script_args.strategies)
     planner_dir = script_args.planner or str(bundled(ASSETS / "planner-init"))
@@ -106,26 +105,20 @@ def main(script_args: MARLScriptArguments, training_args: MARLConfig, model_args
     out = Path(training_args.output_dir)
     trainer.save_model(str(out / "reasoner"))
     trainer.save_planner(out / "planner")
-    if trainer.accelerator.is_main_process:
-        plots = plot_training(trainer.state.log_history, out)
-        logger.info("plots: %s", ", ".join(map(str, plots)))
-        if arith:
-            after = evaluation(script_args, model, tokenizer, library, str(out / "planner"), transfer=True)
-            (out / "results.json").write_text(json.dumps({"before": before, "after": after}, indent=2))
-            print(table(before, after))
-        print(f"trained planner: {out / 'planner'}  (python -m rsim_graph solve --planner {out / 'planner'} \"12+7*3\")")
+    if not trainer.accelerator.is_main_process:
+        return ""
+    plots = plot_training(trainer.state.log_history, out)
+    logger.info("plots: %s", ", ".join(map(str, plots)))
+    report = f"trained planner: {out / 'planner'}  (python -m rsim_graph solve --planner {out / 'planner'} \"12+7*3\")"
+    if arith:
+        after = evaluation(script_args, model, tokenizer, library, str(out / "planner"), transfer=True)
+        (out / "results.json").write_text(json.dumps({"before": before, "after": after}, indent=2))
+        report = table(before, after) + "\n" + report
+    return report
 
 
 def cli(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    parser = TrlParser((MARLScriptArguments, MARLConfig, ModelConfig))
-    try:
-        main(*parser.parse_args_and_config(with_default_recipe(argv, "arith_tiny.yaml")))
-    except (RSIMError, ValueError, FileNotFoundError) as e:  # bad configs, paths and checkpoints
-        logger.debug("details", exc_info=True)
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 2
-    return 0
+    return run_script((MARLScriptArguments, MARLConfig, ModelConfig), main, "arith_tiny.yaml", argv)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from datasets import Dataset
 from transformers import set_seed
-from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser
+from trl import ModelConfig, SFTConfig, SFTTrainer
 
 from rsim_graph.errors import RSIMError
 from rsim_graph.graph import build_graph, run_batch
@@ -33,7 +33,7 @@ from rsim_graph.rewards import accuracy_reward, format_reward
 from rsim_graph.strategies import StrategyLibrary, load_strategies
 from rsim_graph.tasks.arith import ArithWorld
 from rsim_graph.tasks.arith_traces import warmup_samples
-from trainers.common import TaskArguments, load_model, with_default_recipe
+from trainers.common import TaskArguments, load_model, run_script
 from trainers.data import load_task
 
 logger = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def build_warmup(source: str, n: int, reasoner: HFReasoner, library: StrategyLib
     return out
 
 
-def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> None:
+def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> str:
     set_seed(training_args.seed)
     library = load_strategies(script_args.strategies)
     tokenizer, model = load_model(model_args.model_name_or_path, model_args.dtype, model_args.attn_implementation)
@@ -104,19 +104,11 @@ def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: 
     trainer = SFTTrainer(model=model.train(), args=training_args, train_dataset=Dataset.from_list(samples), processing_class=tokenizer)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(str(Path(training_args.output_dir) / "reasoner"))
-    print(f"warmed-up reasoner: {Path(training_args.output_dir) / 'reasoner'} ({len(samples)} samples)")
+    return f"warmed-up reasoner: {Path(training_args.output_dir) / 'reasoner'} ({len(samples)} samples)"
 
 
 def cli(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    parser = TrlParser((SFTScriptArguments, SFTConfig, ModelConfig))
-    try:
-        main(*parser.parse_args_and_config(with_default_recipe(argv, "sft_arith_tiny.yaml")))
-    except (RSIMError, ValueError, FileNotFoundError) as e:  # bad configs and paths
-        logger.debug("details", exc_info=True)
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 2
-    return 0
+    return run_script((SFTScriptArguments, SFTConfig, ModelConfig), main, "sft_arith_tiny.yaml", argv)
 
 
 if __name__ == "__main__":
