@@ -19,12 +19,13 @@ from typing import Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import StreamWriter
+from langgraph.types import Overwrite, StreamWriter
 
 from rsim_graph.errors import InputError, PlannerError, ReasonerError
 from rsim_graph.grading import extract_answer
 from rsim_graph.planners.base import Planner
 from rsim_graph.reasoners.base import Reasoner, StepRequest
+from rsim_graph.safety import strip_reserved
 from rsim_graph.state import RSIMState, Step, usage
 from rsim_graph.strategies import StrategyLibrary
 
@@ -66,14 +67,41 @@ def tokens_used(steps: list[Step]) -> int:
     return total
 
 
+def effective_limits(state: RSIMState, limits: Limits) -> Limits:
+    """The graph's limits, tightened by the run's own `budget`."""
+    budget = state.get("budget") or {}
+    return Limits(
+        min(limits.max_steps, budget.get("max_steps") or limits.max_steps),
+        limits.max_step_tokens,
+        max(limits.max_step_tokens, min(limits.max_total_tokens, budget.get("max_total_tokens") or limits.max_total_tokens)),
+    )
+
+
+def start(state: RSIMState, library: StrategyLibrary) -> dict:
+    """A new trajectory: clean the user's text, and clear a finished run left in a checkpointed thread."""
+    question = state.get("question") or ""
+    if not question.strip():
+        raise InputError("the question is empty: pass the problem to solve")
+    reserved = [library.render(sid) for sid in library.ids]
+    update: dict = {
+        "trajectory_id": uuid.uuid4().hex if state.get("answer") is not None else state.get("trajectory_id") or uuid.uuid4().hex,
+        "question": strip_reserved(question, reserved),
+    }
+    if state.get("history"):
+        update["history"] = [{**t, "content": strip_reserved(t.get("content") or "", reserved)} for t in state["history"]]
+    if state.get("answer") is not None:  # the thread's previous question is done; this is a new one
+        update.update(steps=Overwrite([]), answer=None, stop_reason=None, question_ids=None, usage=None)
+    return update
+
+
 def plan(state: RSIMState, *, planner: Planner, library: StrategyLibrary, limits: Limits) -> dict:
     """Pick the next strategy, or force the terminating one when a budget runs out."""
-    steps = state.get("steps", [])
     update: dict = {}
-    if not steps:
-        if not state.get("question", "").strip():
-            raise InputError("the question is empty: pass the problem to solve")
-        update["trajectory_id"] = state.get("trajectory_id") or uuid.uuid4().hex
+    if not state.get("steps") or state.get("answer") is not None:
+        update = start(state, library)
+        state = {**state, **update, "steps": []}
+    steps = state.get("steps", [])
+    limits = effective_limits(state, limits)
     forced_by = None
     if len(steps) >= limits.max_steps - 1:
         forced_by = "max_steps"
@@ -111,7 +139,9 @@ def reason(state: RSIMState, writer: StreamWriter, *, reasoner: Reasoner, librar
     """Let the reasoner write one step after the injected strategy text."""
     steps = state.get("steps", [])
     pending = state["pending"]
+    limits = effective_limits(state, limits)
     budget = min(limits.max_step_tokens, max(1, limits.max_total_tokens - tokens_used(steps)))
+    sampling = state.get("sampling") or {}
     out = reasoner.step(
         StepRequest(
             question=state["question"],
@@ -122,6 +152,10 @@ def reason(state: RSIMState, writer: StreamWriter, *, reasoner: Reasoner, librar
             delimiter=library.step_delimiter,
             trajectory_id=state.get("trajectory_id", ""),
             question_ids=state.get("question_ids"),
+            history=state.get("history"),
+            temperature=sampling.get("temperature"),
+            top_p=sampling.get("top_p"),
+            seed=sampling.get("seed"),
         )
     )
     if not out.text.strip() and not out.completion_ids:

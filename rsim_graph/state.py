@@ -45,8 +45,30 @@ class Usage(TypedDict):
     steps: int
 
 
+class Sampling(TypedDict, total=False):
+    """Per-run reasoner sampling; unset keys keep the backend's own settings."""
+
+    temperature: float
+    top_p: float
+    seed: int
+
+
+class Budget(TypedDict, total=False):
+    """Per-run limits; each can only tighten the graph's own (see `graph.Limits`)."""
+
+    max_steps: int
+    max_total_tokens: int
+
+
+# An earlier chat turn the reasoner sees before the question: {"role": ..., "content": ...}.
+ChatTurn = dict[str, str]
+
+
 class RSIMState(TypedDict, total=False):
     question: str
+    history: list[ChatTurn] | None  # system prompt and earlier turns, for the reasoner only
+    sampling: Sampling | None
+    budget: Budget | None
     trajectory_id: str  # key for per-trajectory backend state (the reasoner's prefix cache)
     question_ids: list[int] | None
     steps: Annotated[list[Step], operator.add]

@@ -12,6 +12,7 @@ from langchain_openai import ChatOpenAI
 from rsim_graph.errors import ReasonerError
 from rsim_graph.graph import build_graph
 from rsim_graph.planners.simple import ScriptedPlanner
+from rsim_graph.reasoners.base import StepRequest
 from rsim_graph.reasoners.chat import ChatModelReasoner
 
 
@@ -25,7 +26,7 @@ def test_prefill_mode_continues_the_assistant_message():
     out = build_graph(ScriptedPlanner(["understand"]), r).invoke({"question": "2+3?"})
     assert [s["text"] for s in out["steps"]] == ["Known: 2 and 3.", "\\boxed{5}"]  # cut at the delimiter
     assert out["answer"] == "5" and out["steps"][0]["completion_ids"] is None
-    msgs = r.messages(type("R", (), {"question": "2+3?", "steps": out["steps"][:1], "injected": "T\n", "delimiter": "\n\n"})())
+    msgs = r.messages(StepRequest("2+3?", out["steps"][:1], "understand", "T\n", 8, "\n\n"))
     assert [m.type for m in msgs] == ["human", "ai"]
     assert msgs[1].content == out["steps"][0]["injected"] + "Known: 2 and 3.\n\nT\n"
 
@@ -33,9 +34,9 @@ def test_prefill_mode_continues_the_assistant_message():
 def test_turns_mode_injects_each_strategy_as_a_user_message():
     r = ChatModelReasoner(fake("a", "\\boxed{1}"), mode="turns")
     out = build_graph(ScriptedPlanner(["decompose"]), r).invoke({"question": "q"})
-    req = type("R", (), {"question": "q", "steps": out["steps"][:1], "injected": "Terminate: x\n", "delimiter": "\n\n"})()
+    req = StepRequest("q", out["steps"][:1], "terminate", "Terminate: x\n", 8, "\n\n", history=[{"role": "system", "content": "Be brief."}])
     assert [(m.type, m.content) for m in r.messages(req)] == [
-        ("human", "q"), ("human", out["steps"][0]["injected"].strip()), ("ai", "a"), ("human", "Terminate: x"),
+        ("system", "Be brief."), ("human", "q"), ("human", out["steps"][0]["injected"].strip()), ("ai", "a"), ("human", "Terminate: x"),
     ]
 
 

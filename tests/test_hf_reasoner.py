@@ -42,8 +42,8 @@ def test_prefix_cache_reuse_matches_recomputation(hf_reasoner, library):
 
 def test_stops_at_the_delimiter(tiny_lm, tokenizer, library):
     class Forced(HFReasoner):  # a model that always writes "a\n\n..." to check stopping
-        def _sample(self, logits):
-            tok, lp = super()._sample(logits)
+        def _sample(self, logits, rows):
+            tok, lp = super()._sample(logits, rows)
             seq = [tokenizer.convert_tokens_to_ids(c) for c in "a\n\nzz"]
             n = self._calls = getattr(self, "_calls", -1) + 1
             tok[:] = seq[min(n, len(seq) - 1)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from rsim_graph.safety import defuse_markers
 from rsim_graph.state import RSIMState
 from rsim_graph.strategies import StrategyLibrary
 
@@ -30,8 +31,11 @@ class Planner(Protocol):
 
 
 def planner_text(state: RSIMState, max_step_chars: int = 200) -> str:
-    """How a learned planner reads a trajectory: the question, then each step as `[strategy] text`."""
-    lines = [state["question"].strip()]
+    """How a learned planner reads a trajectory: the question, then each step as `[strategy] text`.
+
+    Brackets in the question and step texts are defused, so only the graph writes step markers.
+    """
+    lines = [defuse_markers(state["question"].strip())]
     for s in state.get("steps", []):
-        lines.append(f"[{s['strategy']}] {s['text'][-max_step_chars:]}")
+        lines.append(f"[{s['strategy']}] {defuse_markers(s['text'][-max_step_chars:])}")
     return "\n".join(lines) + "\n[next]"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from rsim_graph.state import Step
+from rsim_graph.state import ChatTurn, Step
 
 
 @dataclass
@@ -21,6 +21,8 @@ class StepRequest:
         delimiter (`str`): text that ends a step.
         trajectory_id (`str`, *optional*): stable key of the trajectory, for prefix-cache reuse.
         question_ids (`list[int]`, *optional*): the templated question's ids from an earlier step.
+        history (`list[ChatTurn]`, *optional*): chat turns before the question (system prompt, earlier turns).
+        temperature, top_p, seed (*optional*): per-run sampling; None keeps the backend's own.
     """
 
     question: str
@@ -31,6 +33,10 @@ class StepRequest:
     delimiter: str
     trajectory_id: str = ""
     question_ids: list[int] | None = None
+    history: list[ChatTurn] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
 
 
 @dataclass
@@ -49,8 +55,9 @@ class StepOutput:
 class Reasoner(Protocol):
     def step(self, request: StepRequest) -> StepOutput: ...
 
-    def complete(self, question: str, max_new_tokens: int) -> StepOutput:
-        """The reasoner alone (the ZeroCoT baseline): answer with nothing injected."""
+    def complete(self, question: str, max_new_tokens: int, **options) -> StepOutput:
+        """The reasoner alone (the ZeroCoT baseline): answer with nothing injected.
+        `options` are `StepRequest` fields: `history`, `temperature`, `top_p`, `seed`."""
         ...
 
     def release(self, trajectory_id: str) -> None:

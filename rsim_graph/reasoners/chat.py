@@ -13,10 +13,11 @@ import logging
 from typing import Literal
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from rsim_graph.errors import ReasonerError
 from rsim_graph.reasoners.base import StepOutput, StepRequest
+from rsim_graph.state import ChatTurn
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class ChatModelReasoner:
         self.continue_final_message = continue_final_message
 
     def messages(self, request: StepRequest) -> list[BaseMessage]:
-        msgs: list[BaseMessage] = [HumanMessage(request.question)]
+        msgs = [*history_messages(request.history), HumanMessage(request.question)]
         if self.mode == "turns":
             for s in request.steps:
                 msgs += [HumanMessage(s["injected"].strip()), AIMessage(s["text"])]
@@ -68,7 +69,7 @@ class ChatModelReasoner:
         return msgs + [AIMessage(prefix + request.injected)]
 
     def step(self, request: StepRequest) -> StepOutput:
-        kwargs: dict = {"stop": [request.delimiter], "max_tokens": request.max_new_tokens}
+        kwargs: dict = {"stop": [request.delimiter], "max_tokens": request.max_new_tokens, **sampling_kwargs(request)}
         if self.mode == "prefill" and self.continue_final_message:
             kwargs["extra_body"] = {"continue_final_message": True, "add_generation_prompt": False}
         reply = self._invoke(self.messages(request), **kwargs)
@@ -85,13 +86,27 @@ class ChatModelReasoner:
                 "check --reasoner_base_url and that the server is running"
             ) from e
 
-    def complete(self, question: str, max_new_tokens: int) -> StepOutput:
-        """The chat model alone (ZeroCoT): one reply to the question, nothing injected."""
-        reply = self._invoke([HumanMessage(question)], max_tokens=max_new_tokens)
+    def complete(self, question: str, max_new_tokens: int, **options) -> StepOutput:
+        """The chat model alone (ZeroCoT): one reply to the question, nothing injected.
+        `options` are `StepRequest` fields: `history`, `temperature`, `top_p`, `seed`."""
+        request = StepRequest(question, [], "", "", max_new_tokens, "", **options)
+        messages = [*history_messages(request.history), HumanMessage(question)]
+        reply = self._invoke(messages, max_tokens=max_new_tokens, **sampling_kwargs(request))
         return StepOutput(text=_content(reply))
 
     def release(self, trajectory_id: str) -> None:
         pass
+
+
+def history_messages(history: list[ChatTurn] | None) -> list[BaseMessage]:
+    kinds = {"system": SystemMessage, "developer": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
+    return [kinds[t["role"]](t["content"]) for t in history or [] if t["role"] in kinds]
+
+
+def sampling_kwargs(request: StepRequest) -> dict:
+    """The run's sampling settings as OpenAI request parameters (unset ones are left to the model's defaults)."""
+    pairs = {"temperature": request.temperature, "top_p": request.top_p, "seed": request.seed}
+    return {k: v for k, v in pairs.items() if v is not None}
 
 
 def _content(reply: AIMessage) -> str:

@@ -30,11 +30,15 @@ from transformers.cache_utils import DynamicLayer
 from rsim_graph.batching import MicroBatcher
 from rsim_graph.errors import CheckpointError
 from rsim_graph.reasoners.base import StepOutput, StepRequest
+from rsim_graph.safety import strip_reserved
+from rsim_graph.state import ChatTurn
 
 logger = logging.getLogger(__name__)
 
 # Per layer: (keys, values), each (kv_heads, seq, head_dim).
 LayerKV = tuple[torch.Tensor, torch.Tensor]
+# One row's sampling: (temperature, top_p, generator).
+RowSampling = tuple[float, float, torch.Generator]
 
 
 @dataclass
@@ -145,7 +149,9 @@ class HFReasoner:
         # Text of each token, for the stop check in the decode loop (decoding there costs per token and row).
         self.pieces = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._generators: dict[str, torch.Generator] = {}  # seeded runs keep one sampler across their steps
         self._cache_lock = threading.Lock()
+
         self.batcher = MicroBatcher(self.generate_batch, max_batch=max_batch)
 
     @classmethod
@@ -157,18 +163,24 @@ class HFReasoner:
     def step(self, request: StepRequest) -> StepOutput:
         return self.batcher(request)
 
-    def complete(self, question: str, max_new_tokens: int) -> StepOutput:
-        """The reasoner alone (ZeroCoT): answer `question` with nothing injected, until EOS."""
+    def complete(self, question: str, max_new_tokens: int, **options) -> StepOutput:
+        """The reasoner alone (ZeroCoT): answer `question` with nothing injected, until EOS.
+        `options` are `StepRequest` fields: `history`, `temperature`, `top_p`, `seed`."""
         eos = self.tokenizer.eos_token or ""
-        return self.batcher(StepRequest(question, [], "", "", max_new_tokens, eos))
+        return self.batcher(StepRequest(question, [], "", "", max_new_tokens, eos, **options))
 
     def release(self, trajectory_id: str) -> None:
         with self._cache_lock:
             self._cache.pop(trajectory_id, None)
+            self._generators.pop(trajectory_id, None)
 
     # -- prompts --------------------------------------------------------------------------------
-    def question_ids(self, question: str) -> list[int]:
-        messages = [{"role": "user", "content": question}]
+    def question_ids(self, question: str, history: list[ChatTurn] | None = None) -> list[int]:
+        turns = [*(history or []), {"role": "user", "content": question}]
+        # User text must not contain the tokenizer's own control tokens (turn markers, added tokens).
+        reserved = [t.content for t in self.tokenizer.added_tokens_decoder.values()]
+        messages = [{"role": t["role"], "content": strip_reserved(t["content"], reserved)} for t in turns]
+        question = messages[-1]["content"]
         if self.tokenizer.chat_template:
             text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         else:
@@ -180,7 +192,7 @@ class HFReasoner:
 
     def context(self, request: StepRequest) -> tuple[list[int], list[int], list[int]]:
         """(question_ids, injected_ids, full context ids) for a request."""
-        q_ids = request.question_ids or self.question_ids(request.question)
+        q_ids = request.question_ids or self.question_ids(request.question, request.history)
         ids = list(q_ids)
         for s in request.steps:
             # Exact ids of earlier steps; a backend-less step (text only) is re-encoded.
@@ -196,7 +208,8 @@ class HFReasoner:
         prompts = [c[2] for c in contexts]
         cached = [self._lookup(r.trajectory_id, ids) for r, ids in zip(requests, prompts, strict=True)]
         completions, logprobs, fed_cache = self.decode(
-            prompts, cached, [r.max_new_tokens for r in requests], [r.delimiter for r in requests]
+            prompts, cached, [r.max_new_tokens for r in requests], [r.delimiter for r in requests],
+            [self._sampling(r) for r in requests],
         )
         outputs = []
         for r, (q_ids, inj_ids, ids), comp, lps, layers in zip(
@@ -212,7 +225,12 @@ class HFReasoner:
         return outputs
 
     def decode(
-        self, prompts: list[list[int]], cached: list[_Cached | None], max_new: list[int], delimiters: list[str]
+        self,
+        prompts: list[list[int]],
+        cached: list[_Cached | None],
+        max_new: list[int],
+        delimiters: list[str],
+        sampling: list[RowSampling] | None = None,
     ) -> tuple[list[list[int]], list[list[float]], list[list[LayerKV]]]:
         """Decode all rows together until each hits its delimiter, EOS or its token budget; a row that
         finishes leaves the batch, so the others do not pay for it.
@@ -221,6 +239,7 @@ class HFReasoner:
         fed (the prompt and all generated tokens but the last), for reuse by the next step.
         """
         B = len(prompts)
+        sampling = sampling or [(self.temperature, self.top_p, self.generator)] * B
         dev = self.model.device
         n_cached = [len(c.ids) if c else 0 for c in cached]
         new = [p[n:] for p, n in zip(prompts, n_cached, strict=True)]
@@ -245,7 +264,7 @@ class HFReasoner:
             logits = self.model(
                 input_ids=input_ids, attention_mask=mask, position_ids=pos, past_key_values=past, use_cache=True
             ).logits[:, -1, :].float()  # (A, V)
-            tok, lp = self._sample(logits)
+            tok, lp = self._sample(logits, [sampling[i] for i in active])
             finished = []
             for row, (i, t, x) in enumerate(zip(active, tok.tolist(), lp.tolist(), strict=True)):
                 out[i].append(t)
@@ -270,19 +289,47 @@ class HFReasoner:
             mask = torch.cat([mask, torch.ones(len(active), 1, dtype=torch.long, device=dev)], dim=1)
         return out, lps, fed
 
-    def _sample(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sample one token per row; returns (tokens (B,), their log-probs (B,) at this temperature)."""
-        if self.temperature <= 0:
+    def _sampling(self, r: StepRequest) -> RowSampling:
+        temperature = self.temperature if r.temperature is None else r.temperature
+        top_p = self.top_p if r.top_p is None else r.top_p
+        if r.seed is None:
+            return temperature, top_p, self.generator
+        with self._cache_lock:
+            gen = self._generators.get(r.trajectory_id) if r.trajectory_id else None
+            if gen is None:
+                gen = torch.Generator(device=self.model.device).manual_seed(r.seed)
+                if r.trajectory_id:
+                    self._generators[r.trajectory_id] = gen
+        return temperature, top_p, gen
+
+    def _sample(self, logits: torch.Tensor, rows: list[RowSampling]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample one token per row; returns (tokens (B,), their log-probs (B,) at each row's temperature).
+        Rows that share settings and sampler are sampled together."""
+        groups: dict[tuple[float, float, int], list[int]] = {}
+        for row, (t, p, gen) in enumerate(rows):
+            groups.setdefault((t, p, id(gen)), []).append(row)
+        if len(groups) == 1:
+            return self._sample_group(logits, *rows[0])
+        tok = torch.empty(len(rows), dtype=torch.long, device=logits.device)
+        lp = torch.empty(len(rows), device=logits.device)
+        for members in groups.values():
+            idx = torch.tensor(members, device=logits.device)
+            tok[idx], lp[idx] = self._sample_group(logits[idx], *rows[members[0]])
+        return tok, lp
+
+    @staticmethod
+    def _sample_group(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator):
+        if temperature <= 0:
             logp = torch.log_softmax(logits, dim=-1)
             tok = logits.argmax(dim=-1)
             return tok, logp.gather(1, tok[:, None]).squeeze(1)
-        logp = torch.log_softmax(logits / self.temperature, dim=-1)
+        logp = torch.log_softmax(logits / temperature, dim=-1)
         probs = logp.exp()
-        if self.top_p < 1.0:
+        if top_p < 1.0:
             sorted_p, idx = probs.sort(dim=-1, descending=True)
-            keep = sorted_p.cumsum(-1) - sorted_p < self.top_p
+            keep = sorted_p.cumsum(-1) - sorted_p < top_p
             probs = torch.zeros_like(probs).scatter(1, idx, sorted_p * keep)
-        tok = torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+        tok = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         return tok, logp.gather(1, tok[:, None]).squeeze(1)
 
     def _pad_cache(self, cached: list[_Cached | None], Lc: int) -> list[LayerKV]:

@@ -64,9 +64,9 @@ class VLLMReasoner:
     def step(self, request: StepRequest) -> StepOutput:
         return self.batcher(request)
 
-    def complete(self, question: str, max_new_tokens: int) -> StepOutput:
-        """The reasoner alone (ZeroCoT): nothing injected, until EOS."""
-        return self.batcher(StepRequest(question, [], "", "", max_new_tokens, self.tokenizer.eos_token or ""))
+    def complete(self, question: str, max_new_tokens: int, **options) -> StepOutput:
+        """The reasoner alone (ZeroCoT): nothing injected, until EOS. `options` are `StepRequest` fields."""
+        return self.batcher(StepRequest(question, [], "", "", max_new_tokens, self.tokenizer.eos_token or "", **options))
 
     def release(self, trajectory_id: str) -> None:
         pass
@@ -75,8 +75,9 @@ class VLLMReasoner:
         contexts = [self.context(r) for r in requests]
         params = [
             self.vllm.SamplingParams(
-                temperature=self.temperature,
-                top_p=self.top_p,
+                temperature=self.temperature if r.temperature is None else r.temperature,
+                top_p=self.top_p if r.top_p is None else r.top_p,
+                seed=r.seed,
                 max_tokens=r.max_new_tokens,
                 stop=[r.delimiter] if r.delimiter != self.tokenizer.eos_token else None,
                 include_stop_str_in_output=True,
