@@ -1,1 +1,1 @@
-"""The OpenAI-compatible server (`python -m server`). Not built yet: see the README's roadmap."""
+"""OpenAI-compatible server for rSIM: `python -m server`, or `create_app(settings)` to embed it."""

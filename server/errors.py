@@ -1,0 +1,65 @@
+"""OpenAI-shaped errors, `{"error": {"message", "type", "param", "code"}}`, and the handlers that make
+every failure one (FastAPI's 422 becomes 400; unknown paths 404; a server bug 500 without a traceback)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from server.protocol import ErrorBody, ErrorResponse
+
+logger = logging.getLogger(__name__)
+
+TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+         405: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error", 503: "service_unavailable"}
+
+
+class APIError(Exception):
+    def __init__(self, status: int, message: str, type: str = "invalid_request_error", param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+
+    def response(self) -> ErrorResponse:
+        return ErrorResponse(error=ErrorBody(message=self.message, type=self.type, param=self.param, code=self.code))
+
+
+def error_json(e: APIError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
+    return JSONResponse(e.response().model_dump(), status_code=e.status, headers=headers)
+
+
+def validation_message(err: dict) -> tuple[str, str | None]:
+    """One line from pydantic's first error: where, and what is wrong."""
+    loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+    if err.get("type") == "json_invalid":
+        return f"the body is not valid JSON ({err.get('ctx', {}).get('error', 'parse error')}); send a JSON object", None
+    where = ".".join(loc)
+    msg = err.get("msg", "invalid value").removeprefix("Value error, ")
+    return (f"{where}: {msg}" if where else msg), (loc[0] if loc else None)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, e: APIError) -> JSONResponse:
+        return error_json(e)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        errors = e.errors()
+        message, param = validation_message(errors[0]) if errors else ("invalid request", None)
+        if len(errors) > 1:
+            message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+        return error_json(APIError(400, message, param=param))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        return error_json(APIError(e.status_code, str(e.detail), TYPES.get(e.status_code, "invalid_request_error")))
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, e: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s", request.url.path)
+        return error_json(APIError(500, f"internal error ({type(e).__name__}); see the server log", "server_error"))

@@ -1,0 +1,262 @@
+"""HTTP routes: chat completions (JSON or SSE), models, health. Dependencies are overridable in tests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.sse import EventSourceResponse, format_sse_event
+
+from rsim_graph.errors import InputError, ReasonerError
+from server.engine import Busy, Engine, Job, Reply
+from server.errors import APIError
+from server.protocol import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatMessage,
+    Choice,
+    ChunkChoice,
+    Delta,
+    DeltaTrace,
+    ErrorResponse,
+    Health,
+    ModelCard,
+    ModelList,
+    StepTrace,
+    Trace,
+    Usage,
+    completion_id,
+)
+from server.settings import ServerSettings
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter()
+bearer = HTTPBearer(auto_error=False)
+
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 429, 503, 504)}
+
+
+def get_settings(request: Request) -> ServerSettings:
+    return request.app.state.settings
+
+
+def get_engine(request: Request) -> Engine:
+    engine = request.app.state.engine
+    if engine is None:
+        status = request.app.state.status
+        raise APIError(503, f"the model is {status.status}: {status.detail or 'try again shortly'}", "service_unavailable")
+    return engine
+
+
+def check_key(
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer), settings: ServerSettings = Depends(get_settings)
+) -> None:
+    if not settings.api_key:
+        return
+    if credentials is None:
+        raise APIError(401, "missing API key: send it as 'Authorization: Bearer <key>'", "authentication_error", code="invalid_api_key")
+    if credentials.credentials not in settings.api_key:
+        raise APIError(401, "invalid API key", "authentication_error", code="invalid_api_key")
+
+
+def jobs_for(req: ChatCompletionRequest, settings: ServerSettings) -> list[Job]:
+    """Check the request against the server's caps and turn it into one job per choice."""
+    if req.model != settings.model_name:
+        raise APIError(404, f"the model {req.model!r} does not exist; this server serves {settings.model_name!r}", "not_found_error", "model", "model_not_found")
+    if req.n > settings.max_n:
+        raise APIError(400, f"n is {req.n}, over this server's cap of {settings.max_n}; ask for fewer choices", param="n")
+    max_tokens = req.token_limit() or settings.max_tokens
+    if max_tokens > settings.max_tokens:
+        raise APIError(400, f"max_tokens is {max_tokens}, over this server's cap of {settings.max_tokens}", param="max_tokens")
+    if req.max_steps is not None and req.max_steps > settings.max_steps:
+        raise APIError(400, f"max_steps is {req.max_steps}, over this server's cap of {settings.max_steps}", param="max_steps")
+    sampling = {k: v for k, v in (("temperature", req.temperature), ("top_p", req.top_p)) if v is not None}
+    jobs = []
+    for i in range(req.n):
+        s = dict(sampling)
+        if req.seed is not None:
+            s["seed"] = req.seed + i
+        jobs.append(
+            Job(
+                question=req.messages[-1].text(),
+                history=[history_turn(m) for m in req.messages[:-1]],
+                sampling=s,
+                budget={"max_total_tokens": max_tokens, **({"max_steps": req.max_steps} if req.max_steps else {})},
+                injection=req.strategy_injection,
+                max_tokens=max_tokens,
+            )
+        )
+    return jobs
+
+
+def history_turn(m: ChatMessage) -> dict:
+    return {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+
+
+async def run_reply(engine: Engine, job: Job, stops: list[str]) -> Reply:
+    reply = Reply(engine.backend.library.step_delimiter, stops)
+    async for kind, event in engine.events(job):
+        if kind == "step":
+            reply.add(event)
+            if reply.stopped:
+                break  # leaving the loop stops the run
+        else:
+            reply.done = event
+    return reply
+
+
+def trace(reply: Reply, injection: bool) -> Trace:
+    done = reply.done or {}
+    return Trace(
+        strategy_injection=injection,
+        steps=[StepTrace(strategy=s["strategy"] or "", text=s["text"], forced=s["forced"]) for s in reply.steps],
+        answer=done.get("answer"),
+        stop_reason="stop_sequence" if reply.stopped else done.get("stop_reason", "cancelled"),
+    )
+
+
+def total_usage(replies: list[Reply]) -> Usage:
+    prompt = sum((r.done or {}).get("prompt_tokens", 0) for r in replies)
+    completion = sum((r.done or {}).get("completion_tokens", 0) for r in replies)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
+async def until_disconnect(request: Request) -> None:
+    while not await request.is_disconnected():
+        await asyncio.sleep(0.05)
+
+
+def run_error(e: Exception) -> APIError:
+    if isinstance(e, InputError):
+        return APIError(400, str(e), param="messages")
+    if isinstance(e, ReasonerError):
+        return APIError(503, str(e), "service_unavailable")
+    return APIError(500, f"internal error ({type(e).__name__}); see the server log", "server_error")
+
+
+@router.post("/v1/chat/completions", response_model=ChatCompletion, responses=ERRORS, dependencies=[Depends(check_key)])
+async def chat_completions(
+    body: ChatCompletionRequest,
+    request: Request,
+    engine: Engine = Depends(get_engine),
+    settings: ServerSettings = Depends(get_settings),
+):
+    jobs = jobs_for(body, settings)
+    stops = body.stop or []
+    if body.stream:
+        return EventSourceResponse(stream_chunks(engine, jobs, body, stops))
+    try:
+        async with asyncio.timeout(settings.request_timeout):
+            async with engine.admit():
+                work = asyncio.gather(*(run_reply(engine, job, stops) for job in jobs))
+                watch = asyncio.ensure_future(until_disconnect(request))
+                done, _ = await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+                if watch in done:  # the client left: stop generating for it
+                    work.cancel()
+                    logger.info("client disconnected; cancelled its generation")
+                    return JSONResponse({"error": {"message": "client disconnected", "type": "cancelled"}}, status_code=499)
+                watch.cancel()
+                replies = work.result()
+    except Busy:
+        raise APIError(429, "the server's queue is full; retry later", "rate_limit_error", code="queue_full") from None
+    except TimeoutError:
+        raise APIError(504, f"the request took longer than {settings.request_timeout:g} s and was cancelled", "timeout_error") from None
+    except APIError:
+        raise
+    except Exception as e:  # noqa: BLE001 - mapped to an OpenAI-shaped error
+        engine.backend_error = str(e) if isinstance(e, ReasonerError) else engine.backend_error
+        raise run_error(e) from e
+    engine.backend_error = None
+    choices = [
+        Choice(index=i, message=AssistantMessage(content=r.content, rsim=trace(r, body.strategy_injection)), finish_reason=r.finish_reason)
+        for i, r in enumerate(replies)
+    ]
+    return ChatCompletion(model=body.model, choices=choices, usage=total_usage(replies))
+
+
+async def stream_chunks(engine: Engine, jobs: list[Job], body: ChatCompletionRequest, stops: list[str]) -> AsyncIterator[bytes]:
+    """SSE in OpenAI's chunk format: a role chunk per choice, content deltas, a finish chunk per choice,
+    an optional usage chunk, then [DONE]. Errors after the stream started arrive as an error event."""
+    cid, created = completion_id(), int(time.time())
+
+    def chunk(choices: list[ChunkChoice], usage: Usage | None = None) -> bytes:
+        c = ChatCompletionChunk(id=cid, created=created, model=body.model, choices=choices, usage=usage)
+        return format_sse_event(data_str=c.model_dump_json(exclude_none=True))
+
+    queue: asyncio.Queue = asyncio.Queue()
+    replies = [Reply(engine.backend.library.step_delimiter, stops) for _ in jobs]
+
+    async def pump(i: int) -> None:
+        async for kind, event in engine.events(jobs[i]):
+            if kind == "step":
+                delta = replies[i].add(event)
+                trace_delta = DeltaTrace(step=event["step"], strategy=event["strategy"], forced=event["forced"])
+                await queue.put(chunk([ChunkChoice(index=i, delta=Delta(content=delta, rsim=trace_delta))]))
+                if replies[i].stopped:
+                    break
+            else:
+                replies[i].done = event
+        done = replies[i].done or {}
+        final = DeltaTrace(answer=done.get("answer"), stop_reason="stop_sequence" if replies[i].stopped else done.get("stop_reason"))
+        await queue.put(chunk([ChunkChoice(index=i, delta=Delta(rsim=final), finish_reason=replies[i].finish_reason)]))
+
+    try:
+        async with asyncio.timeout(engine.settings.request_timeout):
+            async with engine.admit():
+                for i in range(len(jobs)):
+                    yield chunk([ChunkChoice(index=i, delta=Delta(role="assistant", content=""))])
+                tasks = [asyncio.ensure_future(pump(i)) for i in range(len(jobs))]
+                try:
+                    gathered = asyncio.gather(*tasks)
+                    while not (gathered.done() and queue.empty()):
+                        getter = asyncio.ensure_future(queue.get())
+                        await asyncio.wait({getter, gathered}, return_when=asyncio.FIRST_COMPLETED)
+                        if getter.done():
+                            yield getter.result()
+                        else:
+                            getter.cancel()
+                    gathered.result()  # re-raise a run's failure
+                finally:
+                    for t in tasks:
+                        t.cancel()
+        engine.backend_error = None
+        if body.stream_options and body.stream_options.include_usage:
+            yield chunk([], total_usage(replies))
+    except Busy:
+        yield error_event(APIError(429, "the server's queue is full; retry later", "rate_limit_error", code="queue_full"))
+    except TimeoutError:
+        yield error_event(APIError(504, f"the request took longer than {engine.settings.request_timeout:g} s and was cancelled", "timeout_error"))
+    except Exception as e:  # noqa: BLE001 - the status line is sent; report in the stream
+        if isinstance(e, ReasonerError):
+            engine.backend_error = str(e)
+        logger.exception("stream failed") if not isinstance(e, InputError | ReasonerError) else None
+        yield error_event(run_error(e))
+    yield format_sse_event(data_str="[DONE]")
+
+
+def error_event(e: APIError) -> bytes:
+    return format_sse_event(data_str=e.response().model_dump_json())
+
+
+@router.get("/v1/models", response_model=ModelList, responses=ERRORS, dependencies=[Depends(check_key)])
+async def models(request: Request, settings: ServerSettings = Depends(get_settings)) -> ModelList:
+    return ModelList(data=[ModelCard(id=settings.model_name, created=request.app.state.started)])
+
+
+@router.get("/health", response_model=Health, responses={503: {"model": Health}})
+async def health(request: Request):
+    status: Health = request.app.state.status
+    engine: Engine | None = request.app.state.engine
+    if status.status == "ok" and engine is not None and engine.backend_error:
+        return JSONResponse(Health(status="failed", detail=engine.backend_error).model_dump(), status_code=503)
+    if status.status != "ok":
+        return JSONResponse(status.model_dump(), status_code=503)
+    return status
