@@ -99,15 +99,7 @@ def create_app(settings: ServerSettings | None = None, *, backend: Backend | Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.settings = settings
-        app.state.engine = None
-        app.state.status = Health(status="loading")
-        app.state.started = int(time.time())
-        loading = None
-        if backend is not None:
-            start(app, backend)
-        else:
-            loading = asyncio.create_task(load(app))
+        loading = asyncio.create_task(load(app)) if app.state.engine is None else None
         try:
             yield
         finally:
@@ -117,6 +109,12 @@ def create_app(settings: ServerSettings | None = None, *, backend: Backend | Non
                 app.state.engine.close()
 
     app = FastAPI(title="rSIM", version="0.1.0", lifespan=lifespan, summary="OpenAI-compatible chat completions with strategy-injected reasoning")
+    app.state.settings = settings
+    app.state.engine = None
+    app.state.status = Health(status="loading")
+    app.state.started = int(time.time())
+    if backend is not None:
+        start(app, backend)
     errors.install(app)
     app.include_router(router)
     Instrumentator(registry=registry, excluded_handlers=["/metrics"]).instrument(app).expose(app, include_in_schema=False)

@@ -195,7 +195,6 @@ class Engine:
         """Stop every live run at its next node (shutdown)."""
         for cancel in list(self._cancels):
             cancel.set()
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class Reply:

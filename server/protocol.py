@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Roles a request may use; tools are not supported (the reasoner writes text steps only).
 Role = Literal["system", "developer", "user", "assistant"]
@@ -28,6 +28,15 @@ class ChatMessage(BaseModel):
     role: Role
     content: str | list[TextPart] | None = None
     name: str | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_only(cls, v):
+        if isinstance(v, list):
+            kinds = {p.get("type") if isinstance(p, dict) else type(p).__name__ for p in v} - {"text"}
+            if kinds:
+                raise ValueError(f"only text content parts are supported (got {', '.join(map(str, sorted(kinds, key=str)))}): rSIM's reasoners read text")
+        return v
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -66,13 +75,14 @@ class ChatCompletionRequest(BaseModel):
             raise ValueError("stop takes up to 4 non-empty strings")
         return stops
 
-    @model_validator(mode="after")
-    def _last_is_user(self) -> ChatCompletionRequest:
-        if self.messages[-1].role != "user":
-            raise ValueError(f"the last message must be from the user (got {self.messages[-1].role!r}): rSIM answers a question")
-        if not self.messages[-1].text().strip():
+    @field_validator("messages")
+    @classmethod
+    def _last_is_user(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
+        if messages[-1].role != "user":
+            raise ValueError(f"the last message must be from the user (got {messages[-1].role!r}): rSIM answers a question")
+        if not messages[-1].text().strip():
             raise ValueError("the last user message is empty: send the question to answer")
-        return self
+        return messages
 
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from transformers import AutoModel, AutoModelForCausalLM
@@ -31,8 +33,25 @@ class ScriptedReasoner:
         n = min(self.tokens_per_step, request.max_new_tokens)
         return StepOutput(text=text, question_ids=[1, 2, 3], prompt_ids=[7], completion_ids=[9] * n, logprobs=[-0.5] * n)
 
+    def complete(self, question: str, max_new_tokens: int, **options) -> StepOutput:
+        self.requests.append(StepRequest(question, [], "", "", max_new_tokens, "", **options))
+        n = min(self.tokens_per_step, max_new_tokens)
+        return StepOutput(text=f"plain \\boxed{{{self.answer}}}", question_ids=[1, 2, 3], completion_ids=[9] * n, logprobs=[-0.5] * n)
+
     def release(self, trajectory_id: str) -> None:
         self.released.append(trajectory_id)
+
+
+class SlowReasoner(ScriptedReasoner):
+    """A ScriptedReasoner that takes `delay` seconds a step, to watch cancellation."""
+
+    def __init__(self, delay: float = 0.2, **kwargs):
+        super().__init__(**kwargs)
+        self.delay = delay
+
+    def step(self, request: StepRequest) -> StepOutput:
+        time.sleep(self.delay)
+        return super().step(request)
 
 
 @pytest.fixture

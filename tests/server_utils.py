@@ -1,0 +1,62 @@
+"""Helpers for the server tests: a backend from fakes, and a live uvicorn server on a loopback port."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+
+import httpx
+import uvicorn
+
+from rsim_graph.graph import build_graph
+from rsim_graph.planners.simple import ScriptedPlanner
+from rsim_graph.strategies import StrategyLibrary
+from server.app import create_app
+from server.engine import Backend
+from server.settings import ServerSettings
+
+
+def fake_backend(reasoner, plan=("understand", "deep-think"), *, max_steps: int = 12, max_step_tokens: int = 32) -> Backend:
+    library = StrategyLibrary.default()
+    graph = build_graph(ScriptedPlanner(list(plan)), reasoner, library, max_steps=max_steps, max_step_tokens=max_step_tokens)
+    return Backend(graph, reasoner, library)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def live_server(app, port: int | None = None):
+    """Serve `app` with uvicorn on a thread; yields the base URL (`http://127.0.0.1:PORT`)."""
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=5))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(url, allow_loading=True)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def wait_healthy(url: str, timeout: float = 120, allow_loading: bool = False) -> None:
+    """Wait until the server answers /health (with 200, or any status when `allow_loading`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            r = httpx.get(f"{url}/health", timeout=2)
+            if r.status_code == 200 or allow_loading:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"no healthy server at {url} after {timeout} s")
+
+
+def app_with(reasoner, plan=("understand", "deep-think"), **settings):
+    return create_app(ServerSettings(**settings), backend=fake_backend(reasoner, plan))

@@ -1,0 +1,210 @@
+"""The server in process (FastAPI's TestClient) on a scripted backend: protocol, errors, limits, metrics."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import ScriptedReasoner, SlowReasoner
+from fastapi.testclient import TestClient
+from server_utils import app_with
+
+from server.app import create_app
+from server.settings import ServerSettings
+
+Q = [{"role": "user", "content": "What is 2+3?"}]
+
+
+@pytest.fixture
+def reasoner():
+    return ScriptedReasoner(answer="5", texts={"understand": "Known: 2 and 3.", "deep-think": "2+3 = 5"})
+
+
+@pytest.fixture
+def client(reasoner):
+    with TestClient(app_with(reasoner)) as c:
+        yield c
+
+
+def chat(client, **body):
+    return client.post("/v1/chat/completions", json={"model": "rsim", "messages": Q, **body})
+
+
+def sse(response) -> list:
+    events = [line.removeprefix("data: ") for line in response.text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    return [json.loads(e) for e in events[:-1]]
+
+
+def test_completion_has_content_trace_and_usage(client):
+    r = chat(client)
+    assert r.status_code == 200
+    body = r.json()
+    msg = body["choices"][0]["message"]
+    assert msg["content"] == "Known: 2 and 3.\n\n2+3 = 5\n\n\\boxed{5}"
+    assert [s["strategy"] for s in msg["rsim"]["steps"]] == ["understand", "deep-think", "terminate"]
+    assert msg["rsim"]["answer"] == "5" and msg["rsim"]["stop_reason"] == "terminate"
+    assert body["choices"][0]["finish_reason"] == "stop"
+    # ScriptedReasoner: 3 question ids, 1 injected id and 5 generated ids per step.
+    assert body["usage"] == {"prompt_tokens": 3 + 3, "completion_tokens": 15, "total_tokens": 21}
+    assert body["object"] == "chat.completion" and body["id"].startswith("chatcmpl-")
+
+
+def test_stream_chunks_follow_openai_order(client):
+    r = chat(client, stream=True, stream_options={"include_usage": True})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    chunks = sse(r)
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    deltas = [c["choices"][0]["delta"] for c in chunks[1:-2]]
+    assert "".join(d["content"] for d in deltas) == "Known: 2 and 3.\n\n2+3 = 5\n\n\\boxed{5}"
+    assert [d["rsim"]["strategy"] for d in deltas] == ["understand", "deep-think", "terminate"]
+    finish = chunks[-2]["choices"][0]
+    assert finish["finish_reason"] == "stop" and finish["delta"]["rsim"] == {"answer": "5", "stop_reason": "terminate"}
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 15
+    assert len({c["id"] for c in chunks}) == 1
+
+
+def test_n_choices_and_seeds(client, reasoner):
+    r = chat(client, n=3, seed=7, temperature=0.5, top_p=0.9)
+    assert [c["index"] for c in r.json()["choices"]] == [0, 1, 2]
+    seeds = sorted({(q.seed, q.temperature, q.top_p) for q in reasoner.requests})
+    assert seeds == [(7, 0.5, 0.9), (8, 0.5, 0.9), (9, 0.5, 0.9)]
+
+
+def test_history_reaches_the_reasoner(client, reasoner):
+    messages = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "hello"}, {"role": "user", "content": [{"type": "text", "text": "2+3?"}]}]
+    assert client.post("/v1/chat/completions", json={"model": "rsim", "messages": messages}).status_code == 200
+    req = reasoner.requests[0]
+    assert req.question == "2+3?"
+    assert req.history == [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+
+
+def test_injection_can_be_switched_off(client, reasoner):
+    msg = chat(client, strategy_injection=False).json()["choices"][0]["message"]
+    assert msg["content"] == "plain \\boxed{5}" and msg["rsim"]["strategy_injection"] is False
+    assert [s["strategy"] for s in msg["rsim"]["steps"]] == [""]
+    assert reasoner.requests[0].injected == ""  # the reasoner alone: complete(), nothing injected
+
+
+def test_stop_sequence_cuts_content_and_ends_the_run(client, reasoner):
+    choice = chat(client, stop=["= 5"]).json()["choices"][0]
+    assert choice["message"]["content"] == "Known: 2 and 3.\n\n2+3 "
+    assert choice["finish_reason"] == "stop" and choice["message"]["rsim"]["stop_reason"] == "stop_sequence"
+    assert len(reasoner.requests) == 2  # the terminating step never ran
+
+
+def test_budgets_end_with_length(client):
+    choice = chat(client, max_steps=2).json()["choices"][0]
+    assert choice["finish_reason"] == "length"
+    assert [s["forced"] for s in choice["message"]["rsim"]["steps"]] == [False, True]
+    assert choice["message"]["rsim"]["stop_reason"] == "max_steps"
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "words"),
+    [
+        ({"messages": []}, "messages", "at least 1"),
+        ({"messages": [{"role": "robot", "content": "x"}]}, "messages", "role"),
+        ({"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}, "messages", "last message must be from the user"),
+        ({"messages": [{"role": "user", "content": "  "}]}, "messages", "empty"),
+        ({"temperature": 3}, "temperature", "less than or equal to 2"),
+        ({"n": "two"}, "n", "integer"),
+        ({"n": 9}, "n", "cap of 8"),
+        ({"max_tokens": 0}, "max_tokens", "greater than or equal to 1"),
+        ({"max_tokens": 4096}, "max_tokens", "cap of 2048"),
+        ({"max_steps": 50}, "max_steps", "cap of 12"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop", "up to 4"),
+        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, "messages", "text"),
+    ],
+)
+def test_client_mistakes_are_400_with_openai_errors(client, body, param, words):
+    r = client.post("/v1/chat/completions", json={"model": "rsim", "messages": Q, **body})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["type"] == "invalid_request_error" and err["param"] == param and words in err["message"]
+    assert "\n" not in err["message"]
+
+
+def test_invalid_json_and_wrong_shape_are_400(client):
+    r = client.post("/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
+    r = client.post("/v1/chat/completions", json=[1, 2])
+    assert r.status_code == 400
+
+
+def test_unknown_model_is_404(client):
+    r = client.post("/v1/chat/completions", json={"model": "gpt-9", "messages": Q})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+    assert client.get("/v1/nowhere").status_code == 404
+
+
+def test_api_keys(reasoner):
+    with TestClient(app_with(reasoner, api_key=["k1", "k2"])) as c:
+        assert chat(c).status_code == 401
+        assert c.post("/v1/chat/completions", json={"model": "rsim", "messages": Q}, headers={"Authorization": "Bearer nope"}).status_code == 401
+        ok = c.post("/v1/chat/completions", json={"model": "rsim", "messages": Q}, headers={"Authorization": "Bearer k2"})
+        assert ok.status_code == 200
+        assert c.get("/v1/models").status_code == 401
+        assert c.get("/health").status_code == 200  # stays open for probes
+        assert c.get("/v1/models", headers={"Authorization": "Bearer k1"}).json()["data"][0]["id"] == "rsim"
+
+
+def test_oversized_bodies_are_413(reasoner):
+    with TestClient(app_with(reasoner, max_body_bytes=2048)) as c:
+        big = [{"role": "user", "content": "x" * 5000}]
+        r = c.post("/v1/chat/completions", json={"model": "rsim", "messages": big})
+        assert r.status_code == 413 and "2048" in r.json()["error"]["message"]
+
+        def chunks():  # no Content-Length: counted while it streams in
+            yield b'{"model": "rsim", "messages": [{"role": "user", "content": "'
+            yield b"x" * 5000
+            yield b'"}]}'
+
+        assert c.post("/v1/chat/completions", content=chunks(), headers={"content-type": "application/json"}).status_code == 413
+
+
+def test_full_queue_is_429_and_slow_requests_504():
+    import threading
+
+    slow = SlowReasoner(delay=0.3)
+    with TestClient(app_with(slow, max_concurrent_requests=1, max_queue=0)) as c:
+        first = threading.Thread(target=lambda: chat(c))
+        first.start()
+        deadline = __import__("time").monotonic() + 10
+        while not slow.requests and __import__("time").monotonic() < deadline:
+            __import__("time").sleep(0.01)
+        r = chat(c)
+        first.join()
+        assert r.status_code == 429 and r.json()["error"]["type"] == "rate_limit_error"
+    with TestClient(app_with(SlowReasoner(delay=0.5), request_timeout=0.2)) as c:
+        r = chat(c)
+        assert r.status_code == 504 and r.json()["error"]["type"] == "timeout_error"
+
+
+def test_health_is_503_while_loading_or_after_a_failed_load(tmp_path):
+    app = create_app(ServerSettings(planner=str(tmp_path / "missing")))
+    with TestClient(app) as c:
+        import time
+
+        for _ in range(600):  # the load runs on a worker thread; it fails on the missing planner
+            if app.state.status.status != "loading":
+                break
+            time.sleep(0.05)
+        r = c.get("/health")
+        assert r.status_code == 503 and r.json()["status"] == "failed" and "missing" in r.json()["detail"]
+        assert chat(c).status_code == 503
+
+
+def test_metrics_count_requests_and_strategies(client):
+    chat(client)
+    text = client.get("/metrics").text
+    assert 'rsim_strategy_total{strategy="understand"} 1.0' in text
+    assert 'rsim_strategy_total{strategy="terminate"} 1.0' in text
+    assert "http_requests_total" in text and "http_request_duration_seconds" in text
+
+
+def test_models_lists_the_served_name(reasoner):
+    with TestClient(app_with(reasoner, model_name="rsim-arith")) as c:
+        assert [m["id"] for m in c.get("/v1/models").json()["data"]] == ["rsim-arith"]
+        assert c.post("/v1/chat/completions", json={"model": "rsim-arith", "messages": Q}).status_code == 200
