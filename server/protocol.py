@@ -33,9 +33,9 @@ class ChatMessage(BaseModel):
     @classmethod
     def _text_only(cls, v):
         if isinstance(v, list):
-            kinds = {p.get("type") if isinstance(p, dict) else type(p).__name__ for p in v} - {"text"}
+            kinds = {str(p.get("type")) for p in v if isinstance(p, dict)} - {"text"}
             if kinds:
-                raise ValueError(f"only text content parts are supported (got {', '.join(map(str, sorted(kinds, key=str)))}): rSIM's reasoners read text")
+                raise ValueError(f"only text content parts are supported (got {', '.join(sorted(kinds))}): rSIM's reasoners read text")
         return v
 
     def text(self) -> str:
