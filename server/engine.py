@@ -20,19 +20,15 @@ from dataclasses import dataclass, field
 
 from langgraph.graph.state import CompiledStateGraph
 
-from rsim_graph.grading import extract_answer
 from rsim_graph.graph import build_graph
 from rsim_graph.loading import load_planner, load_reasoner
 from rsim_graph.reasoners.base import Reasoner
+from rsim_graph.runs import Event, graph_events, plain_events
 from rsim_graph.state import Budget, ChatTurn, Sampling
 from rsim_graph.strategies import StrategyLibrary, load_strategies
 from server.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
-
-# ("step", {"step", "strategy", "forced", "text"}) as each step is written, then
-# ("done", {"answer", "stop_reason", "length", "prompt_tokens", "completion_tokens"}).
-Event = tuple[str, dict]
 
 
 class Busy(Exception):
@@ -85,42 +81,10 @@ class Job:
 
 def run_job(backend: Backend, job: Job, cancel: threading.Event) -> Iterator[Event]:
     """Run one choice synchronously, yielding its events; returns early once `cancel` is set."""
-    if not job.injection:
-        out = backend.reasoner.complete(job.question, job.max_tokens, history=job.history, **job.sampling)
-        yield "step", {"step": 0, "strategy": None, "forced": False, "text": out.text}
-        generated = len(out.completion_ids or [])
-        yield "done", {
-            "answer": extract_answer(out.text),
-            "stop_reason": "max_tokens" if generated >= job.max_tokens else "eos",
-            "length": generated >= job.max_tokens,
-            "prompt_tokens": len(out.question_ids or []),
-            "completion_tokens": generated,
-        }
-        return
     inputs = {"question": job.question, "history": job.history, "sampling": job.sampling, "budget": job.budget}
-    final: dict = {}
-    forced = False
-    try:
-        for mode, chunk in backend.graph.stream(inputs, stream_mode=["custom", "values"]):
-            if cancel.is_set():
-                return
-            if mode == "values":
-                final = chunk
-            elif chunk["event"] == "strategy":
-                forced = chunk["forced"]
-            elif chunk["event"] == "step":
-                yield "step", {**chunk, "forced": forced}
-        usage = final["usage"]
-        yield "done", {
-            "answer": final["answer"],
-            "stop_reason": final["stop_reason"],
-            "length": final["stop_reason"] != "terminate",
-            "prompt_tokens": usage["prompt_tokens"] + usage["injected_tokens"],
-            "completion_tokens": usage["reasoner_tokens"],
-        }
-    finally:
-        if final.get("answer") is None and final.get("trajectory_id"):
-            backend.reasoner.release(final["trajectory_id"])
+    if not job.injection:
+        return plain_events(backend.reasoner, inputs, job.max_tokens)
+    return graph_events(backend.graph, inputs, backend.reasoner, cancel=cancel)
 
 
 class Engine:
@@ -195,38 +159,3 @@ class Engine:
         """Stop every live run at its next node (shutdown)."""
         for cancel in list(self._cancels):
             cancel.set()
-
-
-class Reply:
-    """Builds one choice's content from step events: steps joined by the step delimiter, cut at the
-    first stop sequence (which then ends the run).
-
-    Args:
-        delimiter (`str`): what joins steps.
-        stops (`list[str]`): the request's stop sequences.
-    """
-
-    def __init__(self, delimiter: str, stops: list[str]):
-        self.delimiter = delimiter
-        self.stops = stops
-        self.content = ""
-        self.steps: list[dict] = []
-        self.stopped = False  # a stop sequence was hit
-        self.done: dict | None = None
-
-    def add(self, step: dict) -> str:
-        """Record a step; returns the content delta to send."""
-        self.steps.append(step)
-        before = len(self.content)
-        self.content += (self.delimiter if self.steps[:-1] else "") + step["text"]
-        hits = [i for i in (self.content.find(s) for s in self.stops) if i >= 0]
-        if hits:
-            self.content = self.content[: min(hits)]
-            self.stopped = True
-        return self.content[before:]
-
-    @property
-    def finish_reason(self) -> str:
-        if self.stopped or not self.done:
-            return "stop"
-        return "length" if self.done["length"] else "stop"

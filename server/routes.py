@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -13,7 +14,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.sse import EventSourceResponse, format_sse_event
 
 from rsim_graph.errors import InputError, ReasonerError
-from server.engine import Busy, Engine, Job, Reply
+from rsim_graph.runs import Reply
+from server.engine import Busy, Engine, Job
 from server.errors import APIError
 from server.protocol import (
     AssistantMessage,
@@ -29,7 +31,6 @@ from server.protocol import (
     Health,
     ModelCard,
     ModelList,
-    StepTrace,
     Trace,
     Usage,
     completion_id,
@@ -56,9 +57,11 @@ def get_engine(request: Request) -> Engine:
     return engine
 
 
-def check_key(
-    credentials: HTTPAuthorizationCredentials | None = Depends(bearer), settings: ServerSettings = Depends(get_settings)
-) -> None:
+SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+def check_key(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)], settings: SettingsDep) -> None:
     if not settings.api_key:
         return
     if credentials is None:
@@ -113,16 +116,6 @@ async def run_reply(engine: Engine, job: Job, stops: list[str]) -> Reply:
     return reply
 
 
-def trace(reply: Reply, injection: bool) -> Trace:
-    done = reply.done or {}
-    return Trace(
-        strategy_injection=injection,
-        steps=[StepTrace(strategy=s["strategy"] or "", text=s["text"], forced=s["forced"]) for s in reply.steps],
-        answer=done.get("answer"),
-        stop_reason="stop_sequence" if reply.stopped else done.get("stop_reason", "cancelled"),
-    )
-
-
 def total_usage(replies: list[Reply]) -> Usage:
     prompt = sum((r.done or {}).get("prompt_tokens", 0) for r in replies)
     completion = sum((r.done or {}).get("completion_tokens", 0) for r in replies)
@@ -146,8 +139,8 @@ def run_error(e: Exception) -> APIError:
 async def chat_completions(
     body: ChatCompletionRequest,
     request: Request,
-    engine: Engine = Depends(get_engine),
-    settings: ServerSettings = Depends(get_settings),
+    engine: EngineDep,
+    settings: SettingsDep,
 ):
     jobs = jobs_for(body, settings)
     stops = body.stop or []
@@ -171,12 +164,12 @@ async def chat_completions(
         raise APIError(504, f"the request took longer than {settings.request_timeout:g} s and was cancelled", "timeout_error") from None
     except APIError:
         raise
-    except Exception as e:  # noqa: BLE001 - mapped to an OpenAI-shaped error
+    except Exception as e:
         engine.backend_error = str(e) if isinstance(e, ReasonerError) else engine.backend_error
         raise run_error(e) from e
     engine.backend_error = None
     choices = [
-        Choice(index=i, message=AssistantMessage(content=r.content, rsim=trace(r, body.strategy_injection)), finish_reason=r.finish_reason)
+        Choice(index=i, message=AssistantMessage(content=r.content, rsim=Trace(**r.trace(body.strategy_injection))), finish_reason=r.finish_reason)
         for i, r in enumerate(replies)
     ]
     return ChatCompletion(model=body.model, choices=choices, usage=total_usage(replies))
@@ -204,8 +197,7 @@ async def stream_chunks(engine: Engine, jobs: list[Job], body: ChatCompletionReq
                     break
             else:
                 replies[i].done = event
-        done = replies[i].done or {}
-        final = DeltaTrace(answer=done.get("answer"), stop_reason="stop_sequence" if replies[i].stopped else done.get("stop_reason"))
+        final = DeltaTrace(answer=(replies[i].done or {}).get("answer"), stop_reason=replies[i].stop_reason)
         await queue.put(chunk([ChunkChoice(index=i, delta=Delta(rsim=final), finish_reason=replies[i].finish_reason)]))
 
     try:
@@ -247,7 +239,7 @@ def error_event(e: APIError) -> bytes:
 
 
 @router.get("/v1/models", response_model=ModelList, responses=ERRORS, dependencies=[Depends(check_key)])
-async def models(request: Request, settings: ServerSettings = Depends(get_settings)) -> ModelList:
+async def models(request: Request, settings: SettingsDep) -> ModelList:
     return ModelList(data=[ModelCard(id=settings.model_name, created=request.app.state.started)])
 
 

@@ -1,0 +1,122 @@
+"""One run as a stream of step events, and the reply text built from them.
+
+The server and `RSIMChatModel` both answer through these, so a chat reply reads the same whichever
+way it is reached. A run either goes through the graph (strategy injection) or, for A/B comparison,
+asks the reasoner alone (`strategy_injection=False`).
+
+Events:
+- `("step", {"step", "strategy", "forced", "text"})` as each step is written;
+- `("done", {"answer", "stop_reason", "length", "prompt_tokens", "completion_tokens"})` at the end.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+from langgraph.graph.state import CompiledStateGraph
+
+from rsim_graph.grading import extract_answer
+from rsim_graph.reasoners.base import Reasoner
+from rsim_graph.state import RSIMState
+
+# (kind, payload): see the module docstring.
+Event = tuple[str, dict]
+
+
+def graph_events(
+    graph: CompiledStateGraph,
+    inputs: RSIMState,
+    reasoner: Reasoner,
+    *,
+    cancel: threading.Event | None = None,
+    config: dict | None = None,
+) -> Iterator[Event]:
+    """Run the graph, yielding step events as they happen. Once `cancel` is set, or the caller stops
+    iterating, the run ends at its next node and the reasoner forgets the trajectory."""
+    final: dict = {}
+    forced = False
+    try:
+        for mode, chunk in graph.stream(inputs, config, stream_mode=["custom", "values"]):
+            if cancel is not None and cancel.is_set():
+                return
+            if mode == "values":
+                final = chunk
+            elif chunk["event"] == "strategy":
+                forced = chunk["forced"]
+            elif chunk["event"] == "step":
+                yield "step", {"step": chunk["step"], "strategy": chunk["strategy"], "forced": forced, "text": chunk["text"]}
+        usage = final["usage"]
+        yield "done", {
+            "answer": final["answer"],
+            "stop_reason": final["stop_reason"],
+            "length": final["stop_reason"] != "terminate",
+            "prompt_tokens": usage["prompt_tokens"] + usage["injected_tokens"],
+            "completion_tokens": usage["reasoner_tokens"],
+        }
+    finally:
+        if final.get("answer") is None and final.get("trajectory_id"):
+            reasoner.release(final["trajectory_id"])
+
+
+def plain_events(reasoner: Reasoner, inputs: RSIMState, max_tokens: int) -> Iterator[Event]:
+    """The reasoner alone, nothing injected: one step with the whole reply."""
+    out = reasoner.complete(inputs["question"], max_tokens, history=inputs.get("history"), **(inputs.get("sampling") or {}))
+    yield "step", {"step": 0, "strategy": None, "forced": False, "text": out.text}
+    generated = len(out.completion_ids or [])
+    yield "done", {
+        "answer": extract_answer(out.text),
+        "stop_reason": "max_tokens" if generated >= max_tokens else "eos",
+        "length": generated >= max_tokens,
+        "prompt_tokens": len(out.question_ids or []),
+        "completion_tokens": generated,
+    }
+
+
+class Reply:
+    """One reply's text from step events: steps joined by the step delimiter, cut at the first stop
+    sequence (the caller then stops the run).
+
+    Args:
+        delimiter (`str`): what joins steps.
+        stops (`list[str]`, *optional*): stop sequences.
+    """
+
+    def __init__(self, delimiter: str, stops: list[str] | None = None):
+        self.delimiter = delimiter
+        self.stops = stops or []
+        self.content = ""
+        self.steps: list[dict] = []
+        self.stopped = False  # a stop sequence was hit
+        self.done: dict | None = None
+
+    def add(self, step: dict) -> str:
+        """Record a step; returns the content delta it adds."""
+        self.steps.append(step)
+        before = len(self.content)
+        self.content += (self.delimiter if len(self.steps) > 1 else "") + step["text"]
+        hits = [i for i in (self.content.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            self.content = self.content[: min(hits)]
+            self.stopped = True
+        return self.content[before:]
+
+    @property
+    def stop_reason(self) -> str:
+        if self.stopped:
+            return "stop_sequence"
+        return self.done["stop_reason"] if self.done else "cancelled"
+
+    @property
+    def finish_reason(self) -> str:
+        """OpenAI's: "length" when a budget ended the run, else "stop"."""
+        return "length" if self.done and self.done["length"] and not self.stopped else "stop"
+
+    def trace(self, injection: bool = True) -> dict:
+        """The strategy trace: each step's strategy and text, the answer, why the run stopped."""
+        return {
+            "strategy_injection": injection,
+            "steps": [{"strategy": s["strategy"] or "", "text": s["text"], "forced": s["forced"]} for s in self.steps],
+            "answer": (self.done or {}).get("answer"),
+            "stop_reason": self.stop_reason,
+        }
