@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Overwrite, StreamWriter
@@ -79,13 +80,13 @@ def effective_limits(state: RSIMState, limits: Limits) -> Limits:
 
 def start(state: RSIMState, library: StrategyLibrary) -> dict:
     """A new trajectory: clean the user's text, and clear a finished run left in a checkpointed thread."""
-    question = state.get("question") or ""
+    reserved = [library.render(sid) for sid in library.ids]
+    question = strip_reserved(state.get("question") or "", reserved)
     if not question.strip():
         raise InputError("the question is empty: pass the problem to solve")
-    reserved = [library.render(sid) for sid in library.ids]
     update: dict = {
         "trajectory_id": uuid.uuid4().hex if state.get("answer") is not None else state.get("trajectory_id") or uuid.uuid4().hex,
-        "question": strip_reserved(question, reserved),
+        "question": question,
     }
     if state.get("history"):
         update["history"] = [{**t, "content": strip_reserved(t.get("content") or "", reserved)} for t in state["history"]]
@@ -201,6 +202,7 @@ def build_graph(
     max_steps: int = 12,
     max_step_tokens: int = 256,
     max_total_tokens: int = 2048,
+    checkpointer: BaseCheckpointSaver | None = None,
 ) -> CompiledStateGraph:
     """Compile the rSIM graph.
 
@@ -209,6 +211,8 @@ def build_graph(
         reasoner (`Reasoner`): writes each step.
         strategies (`StrategyLibrary`, *optional*): defaults to the nine default strategies.
         max_steps, max_step_tokens, max_total_tokens: see `Limits`.
+        checkpointer (`BaseCheckpointSaver`, *optional*): persist runs per `thread_id`; each new question on
+            a thread starts a fresh trajectory (the earlier ones stay in the thread's history).
 
     Returns:
         A `CompiledStateGraph` whose recursion limit is set from `max_steps`. Invoke it with `{"question": ...}`.
@@ -227,7 +231,7 @@ def build_graph(
     g.add_edge("reason", "check")
     g.add_conditional_edges("check", route, {"plan": "plan", END: END})
     # Each step visits 4 nodes; one spare super-step so the limit can never cut a trajectory short.
-    return g.compile(name="rsim").with_config(recursion_limit=NODES_PER_STEP * max_steps + 1)
+    return g.compile(name="rsim", checkpointer=checkpointer).with_config(recursion_limit=NODES_PER_STEP * max_steps + 1)
 
 
 def run_batch(graph: CompiledStateGraph, questions: list[str], *, n: int = 1, return_exceptions: bool = False) -> list:

@@ -7,7 +7,10 @@ reasoner produced them (never re-tokenized), so the trainer scores the very toke
 from __future__ import annotations
 
 import operator
-from typing import Annotated, TypedDict
+from typing import Annotated
+
+# typing_extensions' TypedDict: pydantic (graph.as_tool, input schemas) rejects typing's before Python 3.12.
+from typing_extensions import TypedDict
 
 # Why the graph stopped: the planner chose to, or a budget forced the terminating strategy.
 StopReason = str  # "terminate" | "max_steps" | "max_total_tokens"

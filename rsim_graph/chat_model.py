@@ -1,0 +1,186 @@
+"""`RSIMChatModel`: the rSIM graph as a LangChain chat model, for chains and agents.
+
+    from rsim_graph.chat_model import RSIMChatModel
+    llm = RSIMChatModel.bundled()              # the tiny ArithWorld planner and reasoner
+    reply = llm.invoke("Compute (12+7)*3.")
+    reply.response_metadata["rsim"]            # {"steps": [{"strategy", "text", "forced"}, ...], "answer", ...}
+
+The last message is the question; earlier ones (a system prompt, earlier turns) are context for the
+reasoner. `stream` yields one chunk per reasoning step; merged, the chunks carry the same trace.
+The reasoner writes text steps and cannot call tools: to give a tool-calling agent rSIM reasoning,
+hand it rSIM as a tool (`rsim_graph.tool.rsim_tool`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import ConfigDict, Field
+
+from rsim_graph.errors import InputError
+from rsim_graph.graph import build_graph
+from rsim_graph.planners.base import Planner
+from rsim_graph.reasoners.base import Reasoner
+from rsim_graph.runs import Event, Reply, graph_events, plain_events
+from rsim_graph.state import RSIMState
+from rsim_graph.strategies import StrategyLibrary
+
+
+class RSIMChatModel(BaseChatModel):
+    """A chat model whose every reply is a strategy-injected rSIM trajectory.
+
+    Args:
+        graph (`CompiledStateGraph`): a graph from `build_graph`.
+        reasoner (`Reasoner`): the graph's reasoner (answers alone when `strategy_injection` is off,
+            and forgets abandoned trajectories).
+        delimiter (`str`, *optional*, defaults to `"\\n\\n"`): joins steps in the reply text.
+        strategy_injection (`bool`, *optional*, defaults to `True`): False asks the reasoner alone (A/B).
+        max_steps, max_tokens (`int`, *optional*): per-reply budgets, tighter than the graph's own.
+        temperature, top_p (`float`, *optional*), seed (`int`, *optional*): the reasoner's sampling.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    graph: Any = Field(exclude=True)
+    reasoner: Any = Field(exclude=True)
+    delimiter: str = "\n\n"
+    strategy_injection: bool = True
+    max_steps: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int | None = None
+
+    @classmethod
+    def from_components(
+        cls,
+        planner: Planner,
+        reasoner: Reasoner,
+        strategies: StrategyLibrary | None = None,
+        *,
+        max_steps: int = 12,
+        max_step_tokens: int = 256,
+        max_total_tokens: int = 2048,
+        **kwargs,
+    ) -> RSIMChatModel:
+        """Build the graph from a planner, a reasoner and a strategy library."""
+        library = strategies or StrategyLibrary.default()
+        graph = build_graph(
+            planner, reasoner, library, max_steps=max_steps, max_step_tokens=max_step_tokens, max_total_tokens=max_total_tokens
+        )
+        return cls(graph=graph, reasoner=reasoner, delimiter=library.step_delimiter, **kwargs)
+
+    @classmethod
+    def bundled(cls, **kwargs) -> RSIMChatModel:
+        """The bundled ArithWorld planner (greedy) and reasoner, offline."""
+        from rsim_graph.loading import load_planner, load_reasoner
+
+        library = StrategyLibrary.default()
+        return cls.from_components(load_planner(None, library, greedy=True), load_reasoner(), library, **kwargs)
+
+    @property
+    def _llm_type(self) -> str:
+        return "rsim"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"strategy_injection": self.strategy_injection, "max_steps": self.max_steps, "max_tokens": self.max_tokens}
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any):
+        if tools:
+            raise InputError(
+                "RSIMChatModel cannot call tools: its reasoner writes plain reasoning steps. Give the agent a "
+                "tool-calling model and hand it rSIM as a tool instead: rsim_graph.tool.rsim_tool(graph)"
+            )
+        return self.bind(**kwargs)
+
+    # -- running ------------------------------------------------------------------------------------
+    def _inputs(self, messages: list[BaseMessage], overrides: dict) -> RSIMState:
+        if not messages or not isinstance(messages[-1], HumanMessage):
+            got = type(messages[-1]).__name__ if messages else "no messages"
+            raise InputError(f"RSIMChatModel answers the last message, which must be a HumanMessage (got {got})")
+        opts = {k: overrides.get(k, getattr(self, k)) for k in ("temperature", "top_p", "seed", "max_steps", "max_tokens")}
+        roles = {SystemMessage: "system", HumanMessage: "user", AIMessage: "assistant"}
+        history = [{"role": roles[type(m)], "content": m.text} for m in messages[:-1] if type(m) in roles]
+        return {
+            "question": messages[-1].text,
+            "history": history,
+            "sampling": {k: opts[k] for k in ("temperature", "top_p", "seed") if opts[k] is not None},
+            "budget": {k: v for k, v in (("max_steps", opts["max_steps"]), ("max_total_tokens", opts["max_tokens"])) if v},
+        }
+
+    def _events(self, messages: list[BaseMessage], run_manager: CallbackManagerForLLMRun | None, kwargs: dict) -> Iterator[Event]:
+        inputs = self._inputs(messages, kwargs)
+        if not kwargs.get("strategy_injection", self.strategy_injection):
+            return plain_events(self.reasoner, inputs, inputs["budget"].get("max_total_tokens") or 2048)
+        return graph_events(self.graph, inputs, self.reasoner)
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        reply = Reply(self.delimiter, stop)
+        events = self._events(messages, run_manager, kwargs)
+        for kind, event in events:
+            if kind == "done":
+                reply.done = event
+            elif reply.add(event) is not None and reply.stopped:
+                events.close()  # ends the run at its next node
+                break
+        injection = kwargs.get("strategy_injection", self.strategy_injection)
+        message = AIMessage(
+            content=reply.content,
+            response_metadata={"rsim": reply.trace(injection), "finish_reason": reply.finish_reason, "model_name": "rsim"},
+            usage_metadata=_usage(reply.done),
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        reply = Reply(self.delimiter, stop)
+        events = self._events(messages, run_manager, kwargs)
+        try:
+            for kind, event in events:
+                if kind == "done":
+                    reply.done = event
+                    continue
+                delta = reply.add(event)
+                step = {"strategy": event["strategy"] or "", "text": event["text"], "forced": event["forced"]}
+                # Lists in response_metadata concatenate when chunks are merged: the merged message holds every step.
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta, response_metadata={"rsim": {"steps": [step]}}))
+                if run_manager:
+                    run_manager.on_llm_new_token(delta, chunk=chunk)
+                yield chunk
+                if reply.stopped:
+                    break
+        finally:
+            events.close()
+        injection = kwargs.get("strategy_injection", self.strategy_injection)
+        trace = {k: v for k, v in reply.trace(injection).items() if k != "steps"}
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="",
+                response_metadata={"rsim": trace, "finish_reason": reply.finish_reason, "model_name": "rsim"},
+                usage_metadata=_usage(reply.done),
+                chunk_position="last",
+            )
+        )
+
+
+def _usage(done: dict | None) -> UsageMetadata:
+    prompt, completion = (done or {}).get("prompt_tokens", 0), (done or {}).get("completion_tokens", 0)
+    return UsageMetadata(input_tokens=prompt, output_tokens=completion, total_tokens=prompt + completion)

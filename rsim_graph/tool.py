@@ -1,0 +1,30 @@
+"""rSIM as a LangChain tool, for agents whose own model calls tools.
+
+    from langchain.agents import create_agent
+    agent = create_agent(model=my_tool_calling_llm, tools=[rsim_tool(graph)])
+
+The tool returns the answer and the strategy trace as text, so the calling model sees how the
+answer was reached. (`graph.as_tool(arg_types={"question": str})` also works; it returns the whole
+final state.)
+"""
+
+from __future__ import annotations
+
+from langchain_core.tools import BaseTool, StructuredTool
+from langgraph.graph.state import CompiledStateGraph
+
+DESCRIPTION = (
+    "Solve a reasoning problem (math, logic) step by step with planner-guided reasoning. "
+    "Pass the full problem statement; returns the final answer and the reasoning steps."
+)
+
+
+def rsim_tool(graph: CompiledStateGraph, *, name: str = "rsim_reason", description: str = DESCRIPTION) -> BaseTool:
+    """Wrap a compiled rSIM graph as a tool that takes `question` and returns answer and steps as text."""
+
+    def reason(question: str) -> str:
+        state = graph.invoke({"question": question})
+        steps = "\n".join(f"[{s['strategy']}] {s['text']}" for s in state["steps"])
+        return f"answer: {state['answer']}\nsteps:\n{steps}"
+
+    return StructuredTool.from_function(reason, name=name, description=description)
