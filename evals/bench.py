@@ -2,6 +2,7 @@
 
     python -m evals.bench rollout [--questions 32] [--planner heuristic]
     python -m evals.bench train [--steps 4] [--batch 16] [--generations 8]
+    python -m evals.bench server [--requests 64] [--concurrency 1 8 32]   (see evals/bench_server.py)
 
 rollout:
   (a) trajectories/s for N concurrent questions (one batched graph run) vs the same N one after another;
@@ -22,6 +23,7 @@ import time
 
 import torch
 
+from evals import bench_server
 from rsim_graph.graph import build_graph, run_batch
 from rsim_graph.loading import load_planner
 from rsim_graph.reasoners.hf import HFReasoner, load_causal_lm
@@ -166,8 +168,9 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--max_tokens", type=int, default=512, help="token budget per completion")
     t.add_argument("--reasoner", default=str(BUNDLED_REASONER))
     t.add_argument("--threads", type=int, default=2)
+    bench_server.add_parser(sub)
     args = p.parse_args(argv)
-    {"rollout": bench_rollout, "train": bench_train}[args.bench](args)
+    {"rollout": bench_rollout, "train": bench_train, "server": bench_server.bench_server}[args.bench](args)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import Generic, TypeVar
 logger = logging.getLogger(__name__)
 
 _COMPUTE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rsim-compute")
+_COMPUTE_FREE = threading.Lock()  # held by the batch that is running on the compute thread
 
 Req = TypeVar("Req")
 Res = TypeVar("Res")
@@ -71,16 +72,31 @@ class MicroBatcher(Generic[Req, Res]):
             if item is None:
                 return
             batch = [item]
-            while len(batch) < self.max_batch:
-                try:
-                    nxt = self._queue.get(timeout=self.gap_s)
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._run(batch)
-                    return
-                batch.append(nxt)
-            self._run(batch)
+            closed = self._gather(batch, self.gap_s)
+            # While another batch holds the compute thread, keep admitting arrivals into this one:
+            # under load, batches grow to whatever queued up instead of splitting into cohorts.
+            while not closed and not _COMPUTE_FREE.acquire(timeout=self.gap_s):
+                closed = self._gather(batch, 0)
+            if closed:
+                _COMPUTE_FREE.acquire()
+            try:
+                self._run(batch)
+            finally:
+                _COMPUTE_FREE.release()
+            if closed:
+                return
+
+    def _gather(self, batch: list, wait_s: float) -> bool:
+        """Add queued requests to `batch` until it is full or none came for `wait_s`; True once `close` was called."""
+        while len(batch) < self.max_batch:
+            try:
+                nxt = self._queue.get(timeout=wait_s) if wait_s > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if nxt is None:
+                return True
+            batch.append(nxt)
+        return False
 
     def _run(self, batch: list[tuple[Req, Future]]) -> None:
         live = [(r, f) for r, f in batch if f.set_running_or_notify_cancel()]

@@ -23,7 +23,7 @@ from langgraph.graph.state import CompiledStateGraph
 from rsim_graph.graph import build_graph
 from rsim_graph.loading import load_planner, load_reasoner
 from rsim_graph.reasoners.base import Reasoner
-from rsim_graph.runs import Event, graph_events, plain_events
+from rsim_graph.runs import Event, Reply, graph_events, plain_events
 from rsim_graph.state import Budget, ChatTurn, Sampling
 from rsim_graph.strategies import StrategyLibrary, load_strategies
 from server.settings import ServerSettings
@@ -77,6 +77,7 @@ class Job:
     budget: Budget = field(default_factory=dict)
     injection: bool = True
     max_tokens: int = 2048
+    stops: list[str] = field(default_factory=list)
 
 
 def run_job(backend: Backend, job: Job, cancel: threading.Event) -> Iterator[Event]:
@@ -127,17 +128,28 @@ class Engine:
             self._slots.release()
 
     async def events(self, job: Job) -> AsyncIterator[Event]:
-        """Run `job` on a worker thread and yield its events as they happen. Leaving the loop early
-        (or being cancelled) stops the run."""
+        """Run `job` on a worker thread and yield its events as they happen: `("step", event)` with the
+        content `delta` it adds, then `("reply", Reply)`. A stop sequence ends the run on the worker
+        itself, so no step is written past it; leaving the loop early (or being cancelled) stops it
+        at its next node."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         cancel = threading.Event()
         self._cancels.add(cancel)
 
         def work() -> None:
+            reply = Reply(self.backend.library.step_delimiter, job.stops)
             try:
-                for event in run_job(self.backend, job, cancel):
-                    loop.call_soon_threadsafe(queue.put_nowait, event)
+                events = run_job(self.backend, job, cancel)
+                for kind, event in events:
+                    if kind == "done":
+                        reply.done = event
+                        continue
+                    loop.call_soon_threadsafe(queue.put_nowait, ("step", {**event, "delta": reply.add(event)}))
+                    if reply.stopped:
+                        events.close()
+                        break
+                loop.call_soon_threadsafe(queue.put_nowait, ("reply", reply))
             except BaseException as e:  # noqa: BLE001 - re-raised on the event loop below
                 loop.call_soon_threadsafe(queue.put_nowait, ("error", e))
             finally:

@@ -95,6 +95,7 @@ def jobs_for(req: ChatCompletionRequest, settings: ServerSettings) -> list[Job]:
                 budget={"max_total_tokens": max_tokens, **({"max_steps": req.max_steps} if req.max_steps else {})},
                 injection=req.strategy_injection,
                 max_tokens=max_tokens,
+                stops=req.stop or [],
             )
         )
     return jobs
@@ -104,16 +105,11 @@ def history_turn(m: ChatMessage) -> dict:
     return {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
 
 
-async def run_reply(engine: Engine, job: Job, stops: list[str]) -> Reply:
-    reply = Reply(engine.backend.library.step_delimiter, stops)
+async def run_reply(engine: Engine, job: Job) -> Reply:
     async for kind, event in engine.events(job):
-        if kind == "step":
-            reply.add(event)
-            if reply.stopped:
-                break  # leaving the loop stops the run
-        else:
-            reply.done = event
-    return reply
+        if kind == "reply":
+            return event
+    raise RuntimeError("a run ended without a reply")
 
 
 def total_usage(replies: list[Reply]) -> Usage:
@@ -143,13 +139,12 @@ async def chat_completions(
     settings: SettingsDep,
 ):
     jobs = jobs_for(body, settings)
-    stops = body.stop or []
     if body.stream:
-        return EventSourceResponse(stream_chunks(engine, jobs, body, stops))
+        return EventSourceResponse(stream_chunks(engine, jobs, body))
     try:
         async with asyncio.timeout(settings.request_timeout):
             async with engine.admit():
-                work = asyncio.gather(*(run_reply(engine, job, stops) for job in jobs))
+                work = asyncio.gather(*(run_reply(engine, job) for job in jobs))
                 watch = asyncio.ensure_future(until_disconnect(request))
                 done, _ = await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
                 if watch in done:  # the client left: stop generating for it
@@ -175,7 +170,7 @@ async def chat_completions(
     return ChatCompletion(model=body.model, choices=choices, usage=total_usage(replies))
 
 
-async def stream_chunks(engine: Engine, jobs: list[Job], body: ChatCompletionRequest, stops: list[str]) -> AsyncIterator[bytes]:
+async def stream_chunks(engine: Engine, jobs: list[Job], body: ChatCompletionRequest) -> AsyncIterator[bytes]:
     """SSE in OpenAI's chunk format: a role chunk per choice, content deltas, a finish chunk per choice,
     an optional usage chunk, then [DONE]. Errors after the stream started arrive as an error event."""
     cid, created = completion_id(), int(time.time())
@@ -185,18 +180,15 @@ async def stream_chunks(engine: Engine, jobs: list[Job], body: ChatCompletionReq
         return format_sse_event(data_str=c.model_dump_json(exclude_none=True))
 
     queue: asyncio.Queue = asyncio.Queue()
-    replies = [Reply(engine.backend.library.step_delimiter, stops) for _ in jobs]
+    replies: list[Reply | None] = [None] * len(jobs)
 
     async def pump(i: int) -> None:
         async for kind, event in engine.events(jobs[i]):
             if kind == "step":
-                delta = replies[i].add(event)
                 trace_delta = DeltaTrace(step=event["step"], strategy=event["strategy"], forced=event["forced"])
-                await queue.put(chunk([ChunkChoice(index=i, delta=Delta(content=delta, rsim=trace_delta))]))
-                if replies[i].stopped:
-                    break
+                await queue.put(chunk([ChunkChoice(index=i, delta=Delta(content=event["delta"], rsim=trace_delta))]))
             else:
-                replies[i].done = event
+                replies[i] = event
         final = DeltaTrace(answer=(replies[i].done or {}).get("answer"), stop_reason=replies[i].stop_reason)
         await queue.put(chunk([ChunkChoice(index=i, delta=Delta(rsim=final), finish_reason=replies[i].finish_reason)]))
 
@@ -221,7 +213,7 @@ async def stream_chunks(engine: Engine, jobs: list[Job], body: ChatCompletionReq
                         t.cancel()
         engine.backend_error = None
         if body.stream_options and body.stream_options.include_usage:
-            yield chunk([], total_usage(replies))
+            yield chunk([], total_usage([r for r in replies if r is not None]))
     except Busy:
         yield error_event(APIError(429, "the server's queue is full; retry later", "rate_limit_error", code="queue_full"))
     except TimeoutError:
