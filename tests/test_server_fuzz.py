@@ -6,7 +6,12 @@ import pytest
 import schemathesis
 from conftest import ScriptedReasoner
 from hypothesis import HealthCheck, settings
-from schemathesis.config import GenerationConfig, ProjectConfig, ProjectsConfig, SchemathesisConfig
+from schemathesis.config import (
+    GenerationConfig,
+    ProjectConfig,
+    ProjectsConfig,
+    SchemathesisConfig,
+)
 from server_utils import app_with
 
 app = app_with(ScriptedReasoner(answer="5"), api_key=["fuzz-key"])

@@ -146,7 +146,7 @@ def test_python_m_server_serves_and_shuts_down_cleanly():
 
 
 def test_bad_flags_are_one_line_errors():
-    proc = subprocess.run([sys.executable, "-m", "server", "--port", "99999"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "server", "--port", "99999"], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2 and proc.stderr.startswith("error: --port") and proc.stderr.count("\n") == 1
-    proc = subprocess.run([sys.executable, "-m", "server", "--reasoner_base_url", "http://x/v1"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "server", "--reasoner_base_url", "http://x/v1"], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2 and "--reasoner_model" in proc.stderr and "Traceback" not in proc.stderr
