@@ -1,25 +1,32 @@
-"""Run one method over a list of problems and score it with the runtime's grader."""
+"""Run one method over a list of problems, grade it with the runtime's grader, and keep a resumable record.
+
+Each finished problem is appended to a JSON Lines file at once, so a run killed half-way and started
+again with the same file skips what is done. A problem that fails (a bad row, a backend error) is
+recorded with its error and counted, and the run goes on.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
 
 from rsim_graph.errors import RSIMError
 from rsim_graph.grading import extract_answer
 from rsim_graph.graph import build_graph, run_batch
-from rsim_graph.loading import default_planner_spec, load_planner
+from rsim_graph.loading import load_planner
 from rsim_graph.reasoners.base import Reasoner
 from rsim_graph.strategies import StrategyLibrary
 from rsim_graph.tasks.base import Problem
+from evals.methods import Method, resolve
 
 logger = logging.getLogger(__name__)
-
-# method name -> planner spec for `load_planner` (zero-cot has no planner)
-PLANNER_METHODS = {"ps+": "ps+", "random-planner": "random", "heuristic": "heuristic", "heuristic-check": "heuristic-check"}
 
 
 @dataclass
@@ -29,26 +36,42 @@ class Summary:
     n: int
     mean_strategies: float  # distinct strategies per problem
     mean_tokens: float  # reasoner-generated tokens per problem
+    std_tokens: float
     errors: int
     seconds: float
 
 
-def planner_spec(method: str) -> str | None:
-    if method == "zero-cot":
-        return None
-    if method in PLANNER_METHODS:
-        return PLANNER_METHODS[method]
-    if method == "rsim":
-        return default_planner_spec()
-    if method.startswith("rsim:"):
-        return method.removeprefix("rsim:")
-    raise RSIMError(
-        f"unknown method {method!r}; choose zero-cot, ps+, random-planner, heuristic, heuristic-check, rsim or rsim:<planner dir>"
+def summarize(method: str, records: list[dict], seconds: float) -> Summary:
+    ok = [r for r in records if r["error"] is None]
+    tokens = [r["tokens"] for r in ok]
+    return Summary(
+        method=method,
+        accuracy=sum(r["correct"] for r in records) / max(1, len(records)),
+        n=len(records),
+        mean_strategies=statistics.fmean([len(set(r["strategies"])) for r in ok]) if ok else 0.0,
+        mean_tokens=statistics.fmean(tokens) if tokens else 0.0,
+        std_tokens=statistics.pstdev(tokens) if len(tokens) > 1 else 0.0,
+        errors=len(records) - len(ok),
+        seconds=seconds,
     )
 
 
+def read_done(path: Path | None) -> dict[int, dict]:
+    """Records already in `path`, by problem index (a torn last line from a killed run is dropped)."""
+    done: dict[int, dict] = {}
+    if path is None or not path.is_file():
+        return done
+    for line in path.read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        done[r["index"]] = r
+    return done
+
+
 def evaluate(
-    method: str,
+    method: str | Method,
     problems: list[Problem],
     reasoner: Reasoner,
     library: StrategyLibrary,
@@ -58,63 +81,95 @@ def evaluate(
     max_total_tokens: int = 1024,
     seed: int = 0,
     chunk: int = 64,
+    records_path: Path | None = None,
+    progress: bool = False,
+    planner_base_url: str | None = None,
+    api_key: str | None = None,
 ) -> tuple[Summary, list[dict]]:
-    """Answer every problem with `method`; returns the summary and one record per problem."""
-    spec = planner_spec(method)
+    """Answer every problem with `method`; returns the summary and one record per problem, in order.
+
+    With `records_path`, records are appended there as they finish and problems already recorded are skipped.
+    """
+    m = method if isinstance(method, Method) else resolve(method)
     t0 = time.perf_counter()
-    records: list[dict] = []
-    if spec is None:
-        with ThreadPoolExecutor(max_workers=chunk) as pool:
-            outs = list(pool.map(lambda p: _zero_cot(reasoner, p, max_total_tokens), problems))
-        records = outs
-    else:
-        planner = load_planner(spec, library, seed=seed, greedy=True)
+    # Resume only what matches: a record whose question differs (another seed, file or limit) is redone.
+    done = {i: r for i, r in read_done(records_path).items() if i < len(problems) and r["question"] == problems[i].question}
+    todo = [(i, p) for i, p in enumerate(problems) if i not in done]
+    graph = None
+    if m.planner is not None and todo:
+        planner = load_planner(m.planner, library, seed=seed, greedy=True, base_url=planner_base_url, api_key=api_key)
         graph = build_graph(planner, reasoner, library, max_steps=max_steps, max_step_tokens=max_step_tokens, max_total_tokens=max_total_tokens)
-        for i in range(0, len(problems), chunk):
-            part = problems[i : i + chunk]
-            for p, out in zip(part, run_batch(graph, [p.question for p in part], return_exceptions=True), strict=True):
-                records.append(_record(p, out))
-    ok = [r for r in records if r["error"] is None]
-    summary = Summary(
-        method=method,
-        accuracy=sum(r["correct"] for r in records) / max(1, len(records)),
-        n=len(records),
-        mean_strategies=statistics.fmean([len(set(r["strategies"])) for r in ok]) if ok else 0.0,
-        mean_tokens=statistics.fmean([r["tokens"] for r in ok]) if ok else 0.0,
-        errors=len(records) - len(ok),
-        seconds=time.perf_counter() - t0,
-    )
-    return summary, records
-
-
-def _zero_cot(reasoner: Reasoner, p: Problem, max_tokens: int) -> dict:
+    history = [{"role": "system", "content": m.system_prompt}] if m.system_prompt else None
+    bar = tqdm(total=len(problems), initial=len(done), desc=m.name, disable=not progress, dynamic_ncols=True, leave=False)
+    correct = sum(r["correct"] for r in done.values())
+    out = open(records_path, "a") if records_path else None  # noqa: SIM115 - closed in finally
     try:
-        out = reasoner.complete(p.question, max_tokens)
+        with ThreadPoolExecutor(max_workers=chunk) as pool:
+            for k in range(0, len(todo), chunk):
+                part = todo[k : k + chunk]
+                if graph is not None:
+                    runnable = [(i, p) for i, p in part if not p.meta.get("error")]
+                    t = time.perf_counter()
+                    states = run_batch(graph, [p.question for _, p in runnable], return_exceptions=True, extra={"history": history})
+                    share = (time.perf_counter() - t) / max(1, len(runnable))  # runs share batched passes: wall time per run
+                    results = dict(zip([i for i, _ in runnable], states, strict=True))
+                    recs = list(pool.map(lambda ip: _graph_record(ip[0], ip[1], results.get(ip[0]), share), part))
+                else:
+                    recs = list(pool.map(lambda ip: _alone_record(ip[0], ip[1], reasoner, max_total_tokens, history), part))
+                for r in recs:
+                    done[r["index"]] = r
+                    correct += r["correct"]
+                    if out:
+                        out.write(json.dumps(r) + "\n")
+                        out.flush()
+                bar.update(len(recs))
+                bar.set_postfix(acc=f"{100 * correct / max(1, bar.n):.1f}%")
+    finally:
+        bar.close()
+        if out:
+            out.close()
+    records = [done[i] for i in range(len(problems)) if i in done]
+    return summarize(m.name, records, time.perf_counter() - t0), records
+
+
+def _base(i: int, p: Problem) -> dict:
+    return {"index": i, "id": p.meta.get("id", i), "question": p.question, "gold": p.answer}
+
+
+def _failed(i: int, p: Problem, error: str) -> dict:
+    return {**_base(i, p), "prediction": None, "correct": False, "strategies": [], "tokens": 0, "seconds": 0.0, "error": error, "trace": []}
+
+
+def _alone_record(i: int, p: Problem, reasoner: Reasoner, max_tokens: int, history: list | None) -> dict:
+    if p.meta.get("error"):
+        return _failed(i, p, p.meta["error"])
+    t = time.perf_counter()
+    try:
+        out = reasoner.complete(p.question, max_tokens, history=history)
     except RSIMError as e:
-        return {"question": p.question, "gold": p.answer, "prediction": None, "correct": False, "strategies": [], "tokens": 0, "error": str(e)}
+        return _failed(i, p, str(e))
     pred = extract_answer(out.text)
     tokens = len(out.completion_ids) if out.completion_ids is not None else len(out.text) // 4
-    return {"question": p.question, "gold": p.answer, "prediction": pred, "correct": p.grade(pred), "strategies": [], "tokens": tokens, "error": None, "trace": out.text}
-
-
-def _record(p: Problem, out) -> dict:
-    if isinstance(out, Exception):
-        return {"question": p.question, "gold": p.answer, "prediction": None, "correct": False, "strategies": [], "tokens": 0, "error": f"{type(out).__name__}: {out}"}
     return {
-        "question": p.question,
-        "gold": p.answer,
+        **_base(i, p), "prediction": pred, "correct": p.grade_output(pred, out.text), "strategies": [], "tokens": tokens,
+        "seconds": time.perf_counter() - t, "error": None, "trace": [{"strategy": "", "text": out.text}],
+    }
+
+
+def _graph_record(i: int, p: Problem, out, seconds: float) -> dict:
+    if p.meta.get("error"):
+        return _failed(i, p, p.meta["error"])
+    if out is None or isinstance(out, BaseException):
+        return _failed(i, p, f"{type(out).__name__}: {out}")
+    text = "\n\n".join(s["text"] for s in out["steps"])
+    return {
+        **_base(i, p),
         "prediction": out["answer"],
-        "correct": p.grade(out["answer"]),
+        "correct": p.grade_output(out["answer"], text),
         "strategies": [s["strategy"] for s in out["steps"]],
         "tokens": out["usage"]["reasoner_tokens"],
+        "seconds": seconds,
         "stop_reason": out["stop_reason"],
         "error": None,
         "trace": [{"strategy": s["strategy"], "text": s["text"]} for s in out["steps"]],
     }
-
-
-def markdown_table(summaries: list[Summary]) -> str:
-    rows = ["| Method | Accuracy | #Strategy | Tokens | n | errors |", "|---|---|---|---|---|---|"]
-    for s in summaries:
-        rows.append(f"| {s.method} | {100 * s.accuracy:.1f} | {s.mean_strategies:.2f} | {s.mean_tokens:.0f} | {s.n} | {s.errors} |")
-    return "\n".join(rows)

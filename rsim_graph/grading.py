@@ -111,6 +111,22 @@ def grade(pred: str | None, gold: str, *, timeout_s: float = GRADE_TIMEOUT_S) ->
     return bool(result and result[0])
 
 
+_CHOICE = re.compile(r"^\(?([A-P])\)?(?:[.:)\s]|$)")
+
+
+def grade_choice(pred: str | None, gold: str) -> bool:
+    """Multiple choice: whether the option letter of `pred` (`"C"`, `"(C)"`, `"C. 42"`, `"\\text{C}"`) is `gold`.
+
+    >>> grade_choice("(C) 42", "C"), grade_choice("\\text{B}", "C"), grade_choice(None, "C")
+    (True, False, False)
+    """
+    if not pred:
+        return False
+    text = re.sub(r"^\\text\{(.*)\}$", r"\1", pred.strip())
+    m = _CHOICE.match(text)
+    return bool(m) and m.group(1) == gold.strip().upper()
+
+
 def grade_completion(completion: str, gold: str) -> bool:
     """Extract the answer from a completion and grade it."""
     return grade(extract_answer(completion), gold)

@@ -234,13 +234,16 @@ def build_graph(
     return g.compile(name="rsim", checkpointer=checkpointer).with_config(recursion_limit=NODES_PER_STEP * max_steps + 1)
 
 
-def run_batch(graph: CompiledStateGraph, questions: list[str], *, n: int = 1, return_exceptions: bool = False) -> list:
+def run_batch(
+    graph: CompiledStateGraph, questions: list[str], *, n: int = 1, return_exceptions: bool = False, extra: dict | None = None
+) -> list:
     """Run `n` trajectories per question concurrently (question-major order), so their model calls batch.
+    `extra` adds state keys to every input (e.g. `history`, `budget`).
 
     LangChain's default thread pool is tiny (cpu + 4 workers); here every trajectory gets a thread,
     because they spend their time waiting on the shared micro-batched backends.
     """
-    inputs = [{"question": q} for q in questions for _ in range(n)]
+    inputs = [{**(extra or {}), "question": q} for q in questions for _ in range(n)]
     if not inputs:
         return []
     # `Runnable.batch` fills in LangChain's default recursion limit (25), which overrides the one

@@ -98,6 +98,8 @@ def load_reasoner(
     mode: str = "prefill",
     temperature: float = 0.0,
     seed: int | None = None,
+    max_retries: int = 1,
+    timeout: float = 60,
 ) -> Reasoner:
     """A reasoner from a local path or hub id, `vllm:<model>`, or an OpenAI-compatible `base_url`."""
     if base_url:
@@ -108,7 +110,7 @@ def load_reasoner(
         if not model_name:
             raise InputError("--reasoner_base_url needs --reasoner_model: the model name the server serves")
         chat = ChatOpenAI(
-            model=model_name, base_url=base_url, api_key=api_key or "EMPTY", temperature=temperature, max_retries=1, timeout=60
+            model=model_name, base_url=base_url, api_key=api_key or "EMPTY", temperature=temperature, max_retries=max_retries, timeout=timeout
         )
         return ChatModelReasoner(chat, mode=mode, continue_final_message=mode == "prefill")
     if spec and spec.startswith("vllm:"):
