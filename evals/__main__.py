@@ -100,7 +100,8 @@ def run(args: argparse.Namespace) -> str:
         base_url=args.reasoner_base_url, model_name=args.reasoner_model, api_key=args.api_key,
         temperature=0.0, seed=args.seed, max_retries=args.max_retries,
     )
-    model = args.reasoner_model or Path(args.reasoner or str(BUNDLED_REASONER)).name
+    name = Path(args.reasoner or str(BUNDLED_REASONER)).name
+    model = args.reasoner_model or (f"tiny {name} (bundled)" if bundled else name)
     out_dir = args.output_dir
     (out_dir / "records").mkdir(parents=True, exist_ok=True)
     results: dict = {}

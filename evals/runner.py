@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from evals.methods import Method, resolve
 from rsim_graph.errors import RSIMError
 from rsim_graph.grading import extract_answer
 from rsim_graph.graph import build_graph, run_batch
@@ -24,7 +25,6 @@ from rsim_graph.loading import load_planner
 from rsim_graph.reasoners.base import Reasoner
 from rsim_graph.strategies import StrategyLibrary
 from rsim_graph.tasks.base import Problem
-from evals.methods import Method, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +38,10 @@ class Summary:
     mean_tokens: float  # reasoner-generated tokens per problem
     std_tokens: float
     errors: int
-    seconds: float
+    seconds: float  # wall time spent on these problems (runs batched together share it)
 
 
-def summarize(method: str, records: list[dict], seconds: float) -> Summary:
+def summarize(method: str, records: list[dict]) -> Summary:
     ok = [r for r in records if r["error"] is None]
     tokens = [r["tokens"] for r in ok]
     return Summary(
@@ -52,7 +52,7 @@ def summarize(method: str, records: list[dict], seconds: float) -> Summary:
         mean_tokens=statistics.fmean(tokens) if tokens else 0.0,
         std_tokens=statistics.pstdev(tokens) if len(tokens) > 1 else 0.0,
         errors=len(records) - len(ok),
-        seconds=seconds,
+        seconds=sum(r["seconds"] for r in records),  # recorded per problem, so a resumed run counts the same
     )
 
 
@@ -91,7 +91,6 @@ def evaluate(
     With `records_path`, records are appended there as they finish and problems already recorded are skipped.
     """
     m = method if isinstance(method, Method) else resolve(method)
-    t0 = time.perf_counter()
     # Resume only what matches: a record whose question differs (another seed, file or limit) is redone.
     done = {i: r for i, r in read_done(records_path).items() if i < len(problems) and r["question"] == problems[i].question}
     todo = [(i, p) for i, p in enumerate(problems) if i not in done]
@@ -113,9 +112,12 @@ def evaluate(
                     states = run_batch(graph, [p.question for _, p in runnable], return_exceptions=True, extra={"history": history})
                     share = (time.perf_counter() - t) / max(1, len(runnable))  # runs share batched passes: wall time per run
                     results = dict(zip([i for i, _ in runnable], states, strict=True))
-                    recs = list(pool.map(lambda ip: _graph_record(ip[0], ip[1], results.get(ip[0]), share), part))
+                    recs = list(pool.map(lambda ip, res=results, sh=share: _graph_record(ip[0], ip[1], res.get(ip[0]), sh), part))
                 else:
+                    t = time.perf_counter()
                     recs = list(pool.map(lambda ip: _alone_record(ip[0], ip[1], reasoner, max_total_tokens, history), part))
+                    for r in recs:  # concurrent requests share the wall time, as batched graph runs do
+                        r["seconds"] = (time.perf_counter() - t) / len(part)
                 for r in recs:
                     done[r["index"]] = r
                     correct += r["correct"]
@@ -129,7 +131,7 @@ def evaluate(
         if out:
             out.close()
     records = [done[i] for i in range(len(problems)) if i in done]
-    return summarize(m.name, records, time.perf_counter() - t0), records
+    return summarize(m.name, records), records
 
 
 def _base(i: int, p: Problem) -> dict:
@@ -143,7 +145,6 @@ def _failed(i: int, p: Problem, error: str) -> dict:
 def _alone_record(i: int, p: Problem, reasoner: Reasoner, max_tokens: int, history: list | None) -> dict:
     if p.meta.get("error"):
         return _failed(i, p, p.meta["error"])
-    t = time.perf_counter()
     try:
         out = reasoner.complete(p.question, max_tokens, history=history)
     except RSIMError as e:
@@ -152,7 +153,7 @@ def _alone_record(i: int, p: Problem, reasoner: Reasoner, max_tokens: int, histo
     tokens = len(out.completion_ids) if out.completion_ids is not None else len(out.text) // 4
     return {
         **_base(i, p), "prediction": pred, "correct": p.grade_output(pred, out.text), "strategies": [], "tokens": tokens,
-        "seconds": time.perf_counter() - t, "error": None, "trace": [{"strategy": "", "text": out.text}],
+        "seconds": 0.0, "error": None, "trace": [{"strategy": "", "text": out.text}],
     }
 
 

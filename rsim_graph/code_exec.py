@@ -29,7 +29,7 @@ _s.create_connection = _s.getaddrinfo = _s.socketpair = _blocked
 del _s
 """
 
-_FENCE = re.compile(r"```(?:python|py|Python)?\s*\n(.*?)```", re.S)
+_FENCE = re.compile(r"```(?:python|py|Python)?\s*\n(.*?)```", re.DOTALL)
 
 
 def extract_code(text: str) -> str:

@@ -78,7 +78,8 @@ def _as_number(s: str) -> Fraction | None:
         return None
 
 
-def _verify(gold: str, pred: str) -> bool:
+def math_equal(gold: str, pred: str) -> bool:
+    """math-verify alone (no exact-match shortcut, no time bound): whether `pred` equals `gold`."""
     g = parse(f"${gold}$", parsing_timeout=None) or parse(gold, parsing_timeout=None)
     p = parse(f"${pred}$", parsing_timeout=None) or parse(pred, parsing_timeout=None)
     return bool(g and p and verify(g, p, timeout_seconds=None))
@@ -102,7 +103,7 @@ def grade(pred: str | None, gold: str, *, timeout_s: float = GRADE_TIMEOUT_S) ->
     if pred.strip() == gold.strip():
         return True
     result: list[bool] = []
-    t = threading.Thread(target=lambda: result.append(_verify(gold, pred)), daemon=True)
+    t = threading.Thread(target=lambda: result.append(math_equal(gold, pred)), daemon=True)
     t.start()
     t.join(timeout_s)
     if t.is_alive():

@@ -31,7 +31,11 @@ class Problem:
         if self.kind == "choice":
             return grade_choice(answer if answer is not None else text, self.answer)
         if self.kind == "code":
-            from rsim_graph.code_exec import extract_code, humaneval_program, run_program
+            from rsim_graph.code_exec import (
+                extract_code,
+                humaneval_program,
+                run_program,
+            )
 
             if self.meta.get("test") and self.meta.get("entry_point"):
                 program = humaneval_program(text, self.meta.get("prompt") or "", self.meta["test"], self.meta["entry_point"])

@@ -91,7 +91,7 @@ def read_rows(task: str, data_file: str | Path | None, spec: TaskSpec | None) ->
 
     try:
         ds = load_dataset(spec.hf_id, spec.hf_config, split=spec.split)
-    except Exception as e:  # noqa: BLE001 - datasets raises many kinds for "not reachable"; all mean the same here
+    except Exception as e:
         raise InputError(
             f"cannot load {spec.hf_id} ({type(e).__name__}: {str(e).splitlines()[0][:120]}); without access to the "
             f"Hugging Face hub, pass a local copy with --data_file"

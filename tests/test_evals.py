@@ -1,0 +1,130 @@
+"""python -m evals: the default comparison, custom data files, resume, bad input, choice and code grading."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import ScriptedReasoner
+from test_chat_reasoner import _Handler, openai_server  # noqa: F401 - the loopback OpenAI-compatible server fixture
+
+from evals.__main__ import main
+from evals.methods import PS_PLUS_PROMPT, ZERO_COT_PROMPT, resolve
+from evals.runner import evaluate
+from rsim_graph.code_exec import run_program
+from rsim_graph.loading import BUNDLED_PLANNER
+from rsim_graph.tasks.benchmarks import load_problems
+
+needs_bundled = pytest.mark.skipif(not (BUNDLED_PLANNER / "planner.json").is_file(), reason="bundled models not built")
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.slow
+@needs_bundled
+def test_default_comparison_writes_tables_records_and_plots(tmp_path, capsys):
+    assert main(["--limit", "16", "--output_dir", str(tmp_path), "--no_progress"]) == 0
+    out = capsys.readouterr().out
+    assert "| Model | Planner | arith | #Strategy |" in out and "± " in out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    rows = summary["tasks"]["arith"]
+    assert list(rows) == ["zero-cot", "ps+", "random-planner", "rsim"]
+    for r in rows.values():
+        assert r["n"] == 16 and r["errors"] == 0 and set(r) >= {"accuracy", "mean_strategies", "mean_tokens"}
+    assert rows["zero-cot"]["mean_strategies"] == 0 and rows["random-planner"]["mean_strategies"] > 2
+    record = json.loads((tmp_path / "records" / "arith__rsim.jsonl").read_text().splitlines()[0])
+    assert set(record) >= {"question", "gold", "prediction", "correct", "strategies", "trace", "tokens", "seconds"}
+    assert (tmp_path / "accuracy_vs_strategies.png").stat().st_size > 1000 and (tmp_path / "strategy_usage.png").is_file()
+
+
+def test_resume_skips_recorded_problems(tmp_path, library):
+    problems = load_problems("custom", data_file=write_jsonl(tmp_path / "d.jsonl", [{"question": f"q{i}", "answer": "42"} for i in range(6)]), answer_type="numeric")
+    path = tmp_path / "rec.jsonl"
+    reasoner = ScriptedReasoner(answer="42")
+    summary, _ = evaluate("none", problems, reasoner, library, records_path=path)
+    assert summary.n == 6 and summary.accuracy == 1.0 and len(reasoner.requests) == 6
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:4]) + '\n{"index": 4, "quest')  # killed while writing problem 4
+    reasoner.requests.clear()
+    summary, records = evaluate("none", problems, reasoner, library, records_path=path)
+    assert len(reasoner.requests) == 2 and summary.n == 6 and [r["index"] for r in records] == list(range(6))
+
+
+def test_custom_fields_and_a_bad_row(tmp_path, library):
+    f = write_jsonl(tmp_path / "mine.jsonl", [{"prompt": "2+3?", "target": 5}, {"prompt": "", "target": 1}, {"prompt": "1+1?", "target": "2"}])
+    problems = load_problems("custom", data_file=f, question_field="prompt", answer_field="target", answer_type="numeric")
+    summary, records = evaluate("zero-cot", problems, ScriptedReasoner(answer="5"), library)
+    assert [r["correct"] for r in records] == [True, False, False]
+    assert summary.errors == 1 and "has no 'prompt'" in records[1]["error"]
+
+
+def test_benchmark_formats_from_local_files(tmp_path):
+    gsm = write_jsonl(tmp_path / "g.jsonl", [{"question": "q", "answer": "2 * 3 = <<2*3=6>>6\n#### 1,006"}])
+    assert load_problems("gsm8k", data_file=gsm)[0].answer == "1006"
+    mmlu = write_jsonl(tmp_path / "m.jsonl", [{"question": "Pick", "options": ["x", "y", "z"], "answer": "C", "answer_index": 2}])
+    p = load_problems("mmlu_pro", data_file=mmlu)[0]
+    assert p.question == "Pick\n(A) x\n(B) y\n(C) z" and p.grade_output("(C)", "") and not p.grade_output("B", "")
+
+
+def test_code_is_graded_by_running_the_tests(tmp_path):
+    row = {"task_id": "t/0", "prompt": "def add(a, b):\n", "canonical_solution": "    return a + b\n", "test": "def check(f):\n    assert f(2, 3) == 5\n", "entry_point": "add"}
+    p = load_problems("humaneval", data_file=write_jsonl(tmp_path / "h.jsonl", [row]))[0]
+    assert p.grade_output(None, "```python\ndef add(a, b):\n    return a + b\n```")
+    assert p.grade_output(None, "    return a + b\n")  # a body completing the prompt
+    assert not p.grade_output(None, "```python\ndef add(a, b):\n    return a - b\n```")
+    assert not p.grade_output(None, "no code at all")
+
+
+def test_sandbox_limits():
+    assert run_program("print('ok')") == (True, "")
+    assert run_program("assert 1 == 2")[1] == "AssertionError"
+    assert run_program("while True: pass", timeout_s=1) == (False, "timed out after 1 s")
+    assert run_program("x = bytearray(8 * 2**30)", memory_mb=512)[1] == "MemoryError"
+    assert "network access is disabled" in run_program("import urllib.request\nurllib.request.urlopen('http://127.0.0.1:9')")[1]
+    # A program that starts a child and hangs: both are killed at the time limit.
+    ok, why = run_program("import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\nimport time; time.sleep(60)", timeout_s=1)
+    assert not ok and why.startswith("timed out")
+
+
+def test_methods_by_prompt_style():
+    assert resolve("zero-cot", prompt_style="instruct").system_prompt == ZERO_COT_PROMPT
+    assert resolve("zero-cot").system_prompt is None and resolve("zero-cot").planner is None
+    assert resolve("ps+", prompt_style="instruct") == resolve("ps+", prompt_style="instruct") and resolve("ps+", prompt_style="instruct").system_prompt == PS_PLUS_PROMPT
+    assert resolve("ps+").planner == "ps+" and resolve("none").planner == "scripted:"
+    assert resolve("prompt-planner:gpt-x").planner == "prompt:gpt-x" and resolve("rsim:/tmp/p").planner == "/tmp/p"
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--task", "gsm8k", "--data_file", "/nonexistent.jsonl"], "does not exist"),
+        (["--task", "nope"], "unknown task 'nope'"),
+        (["--method", "magic"], "unknown method 'magic'"),
+        (["--task", "custom", "--data_file", "{f}"], "needs --data_file and --answer_type"),
+        (["--task", "custom", "--data_file", "{f}", "--answer_type", "numeric", "--question_field", "q"], "no field 'q'"),
+        (["--task", "math500", "--data_file", "{bad}"], "is not valid JSON"),
+        (["--reasoner_base_url", "http://127.0.0.1:9/v1", "--reasoner_model", "m"], "cannot reach the reasoner"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, capsys, argv, words):
+    f = write_jsonl(tmp_path / "ok.jsonl", [{"prompt": "1+1?", "answer": "2"}])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"problem": "x", "answer": "1"}\nnot json\n')
+    argv = [a.format(f=f, bad=bad) for a in argv]
+    assert main([*argv, "--output_dir", str(tmp_path / "out"), "--no_progress", "--limit", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and words in err, err
+
+
+def test_an_openai_compatible_reasoner(tmp_path, capsys, openai_server):
+    f = write_jsonl(tmp_path / "q.jsonl", [{"question": f"{i}+5-{i}?", "answer": "5"} for i in range(3)])
+    argv = ["--task", "custom", "--data_file", str(f), "--answer_type", "numeric", "--method", "zero-cot,none,prompt-planner:fake",
+            "--reasoner_base_url", openai_server, "--reasoner_model", "fake", "--output_dir", str(tmp_path / "o"), "--no_progress"]
+    assert main(argv) == 0
+    rows = json.loads((tmp_path / "o" / "summary.json").read_text())["tasks"]["custom"]
+    assert rows["zero-cot"]["accuracy"] == 0.0 and rows["none"]["accuracy"] == 1.0 and rows["prompt-planner:fake"]["errors"] == 0
+    first = _Handler.requests[0]  # instruct style for a real endpoint: ZeroCoT's prompt is the system message
+    assert first["messages"][0] == {"role": "system", "content": ZERO_COT_PROMPT} and first["model"] == "fake"
