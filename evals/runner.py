@@ -57,11 +57,16 @@ def summarize(method: str, records: list[dict]) -> Summary:
 
 
 def read_done(path: Path | None) -> dict[int, dict]:
-    """Records already in `path`, by problem index (a torn last line from a killed run is dropped)."""
+    """Records already in `path`, by problem index. A torn last line (a run killed while writing) is
+    cut from the file, so that new records start on a line of their own."""
     done: dict[int, dict] = {}
     if path is None or not path.is_file():
         return done
-    for line in path.read_text().splitlines():
+    text = path.read_text()
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+        path.write_text(text)
+    for line in text.splitlines():
         try:
             r = json.loads(line)
         except json.JSONDecodeError:

@@ -128,6 +128,16 @@ def grade_choice(pred: str | None, gold: str) -> bool:
     return bool(m) and m.group(1) == gold.strip().upper()
 
 
+def extract_choice(text: str) -> str | None:
+    """The option letter a reply settles on when it has no `\\boxed{}`: the last "answer is (X)".
+
+    >>> extract_choice("So the answer is (B). Check: fine."), extract_choice("no letter") is None
+    ('B', True)
+    """
+    found = re.findall(r"answer is:?\s*\(?([A-P])\b", text)
+    return found[-1] if found else None
+
+
 def grade_completion(completion: str, gold: str) -> bool:
     """Extract the answer from a completion and grade it."""
     return grade(extract_answer(completion), gold)

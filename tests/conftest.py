@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
@@ -87,3 +90,38 @@ def hf_reasoner(tiny_lm, tokenizer) -> HFReasoner:
 def tiny_backbone(tokenizer):
     torch.manual_seed(1)
     return AutoModel.from_config(tiny_config(len(tokenizer), hidden=32, layers=2, heads=2), attn_implementation="eager")
+
+
+class OpenAIHandler(BaseHTTPRequestHandler):
+    """A minimal OpenAI-compatible chat endpoint: boxes 5 after a Terminate prompt, else writes a step."""
+
+    requests: list = []
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        OpenAIHandler.requests.append(body)
+        last = body["messages"][-1]["content"]
+        text = "\\boxed{5}" if "Terminate" in last else "Known: 2 and 3."
+        reply = {
+            "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+        }
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def openai_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), OpenAIHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    OpenAIHandler.requests.clear()
+    yield f"http://127.0.0.1:{server.server_port}/v1"
+    server.shutdown()

@@ -1,10 +1,7 @@
 """ChatModelReasoner with a deterministic fake and with ChatOpenAI against a small OpenAI-compatible server on loopback."""
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
+from conftest import OpenAIHandler
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from langchain_openai import ChatOpenAI
@@ -40,45 +37,12 @@ def test_turns_mode_injects_each_strategy_as_a_user_message():
     ]
 
 
-class _Handler(BaseHTTPRequestHandler):
-    requests: list = []
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        _Handler.requests.append(body)
-        last = body["messages"][-1]["content"]
-        text = "\\boxed{5}" if "Terminate" in last else "Known: 2 and 3."
-        reply = {
-            "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
-        }
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def openai_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _Handler.requests.clear()
-    yield f"http://127.0.0.1:{server.server_port}/v1"
-    server.shutdown()
-
-
 def test_chat_openai_against_a_loopback_server(openai_server):
     chat = ChatOpenAI(model="tiny", base_url=openai_server, api_key="k", max_retries=0)
     r = ChatModelReasoner(chat, mode="turns")
     out = build_graph(ScriptedPlanner(["understand"]), r, max_step_tokens=64).invoke({"question": "2+3?"})
     assert out["answer"] == "5" and out["steps"][0]["text"] == "Known: 2 and 3."
-    sent = _Handler.requests[0]
+    sent = OpenAIHandler.requests[0]
     assert sent["stop"] == ["\n\n"] and sent["model"] == "tiny"
     assert sent.get("max_completion_tokens", sent.get("max_tokens")) == 64  # langchain-openai renames it
 
@@ -87,7 +51,7 @@ def test_prefill_sends_vllm_continue_final_message(openai_server):
     chat = ChatOpenAI(model="tiny", base_url=openai_server, api_key="k", max_retries=0)
     r = ChatModelReasoner(chat, mode="prefill", continue_final_message=True)
     build_graph(ScriptedPlanner([]), r).invoke({"question": "q"})
-    sent = _Handler.requests[0]
+    sent = OpenAIHandler.requests[0]
     assert sent["continue_final_message"] is True and sent["add_generation_prompt"] is False
     assert sent["messages"][-1]["role"] == "assistant"
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ScriptedReasoner
-from test_chat_reasoner import _Handler, openai_server  # noqa: F401 - the loopback OpenAI-compatible server fixture
+from conftest import OpenAIHandler, ScriptedReasoner
 
 from evals.__main__ import main
 from evals.methods import PS_PLUS_PROMPT, ZERO_COT_PROMPT, resolve
-from evals.runner import evaluate
+from evals.runner import evaluate, read_done
 from rsim_graph.code_exec import run_program
 from rsim_graph.loading import BUNDLED_PLANNER
 from rsim_graph.tasks.benchmarks import load_problems
@@ -51,6 +50,7 @@ def test_resume_skips_recorded_problems(tmp_path, library):
     reasoner.requests.clear()
     summary, records = evaluate("none", problems, reasoner, library, records_path=path)
     assert len(reasoner.requests) == 2 and summary.n == 6 and [r["index"] for r in records] == list(range(6))
+    assert sorted(read_done(path)) == list(range(6))  # the torn line was cut, not glued to the next record
 
 
 def test_custom_fields_and_a_bad_row(tmp_path, library):
@@ -67,6 +67,7 @@ def test_benchmark_formats_from_local_files(tmp_path):
     mmlu = write_jsonl(tmp_path / "m.jsonl", [{"question": "Pick", "options": ["x", "y", "z"], "answer": "C", "answer_index": 2}])
     p = load_problems("mmlu_pro", data_file=mmlu)[0]
     assert p.question == "Pick\n(A) x\n(B) y\n(C) z" and p.grade_output("(C)", "") and not p.grade_output("B", "")
+    assert p.grade_output(None, "z fits, so the answer is (C).") and not p.grade_output(None, "no idea")
 
 
 def test_code_is_graded_by_running_the_tests(tmp_path):
@@ -126,5 +127,31 @@ def test_an_openai_compatible_reasoner(tmp_path, capsys, openai_server):
     assert main(argv) == 0
     rows = json.loads((tmp_path / "o" / "summary.json").read_text())["tasks"]["custom"]
     assert rows["zero-cot"]["accuracy"] == 0.0 and rows["none"]["accuracy"] == 1.0 and rows["prompt-planner:fake"]["errors"] == 0
-    first = _Handler.requests[0]  # instruct style for a real endpoint: ZeroCoT's prompt is the system message
+    first = OpenAIHandler.requests[0]  # instruct style for a real endpoint: ZeroCoT's prompt is the system message
     assert first["messages"][0] == {"role": "system", "content": ZERO_COT_PROMPT} and first["model"] == "fake"
+
+
+@pytest.mark.slow
+@needs_bundled
+def test_a_killed_run_resumes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    argv = [sys.executable, "-m", "evals", "--method", "random-planner", "--limit", "192", "--concurrency", "32",
+            "--output_dir", str(tmp_path), "--no_progress"]
+    records = tmp_path / "records" / "arith__random-planner.jsonl"
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and (not records.is_file() or len(records.read_text().splitlines()) < 32):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = records.read_text().splitlines()
+    assert 32 <= len(before) < 192
+    assert subprocess.run(argv, capture_output=True, timeout=600, check=False).returncode == 0
+    after = records.read_text().splitlines()
+    assert after[: len(before)] == before  # kept, not redone
+    assert sorted(json.loads(line)["index"] for line in after) == list(range(192))
+    assert json.loads((tmp_path / "summary.json").read_text())["tasks"]["arith"]["random-planner"]["n"] == 192

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rsim_graph.grading import grade, grade_choice
+from rsim_graph.grading import extract_choice, grade, grade_choice
 
 
 @dataclass
@@ -29,7 +29,7 @@ class Problem:
     def grade_output(self, answer: str | None, text: str) -> bool:
         """Grade a reply: its extracted `answer` for math and choices, its full `text` for code (pass@1)."""
         if self.kind == "choice":
-            return grade_choice(answer if answer is not None else text, self.answer)
+            return grade_choice(answer if answer is not None else extract_choice(text), self.answer)
         if self.kind == "code":
             from rsim_graph.code_exec import (
                 extract_code,
