@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from typing import ClassVar
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -95,7 +96,7 @@ def tiny_backbone(tokenizer):
 class OpenAIHandler(BaseHTTPRequestHandler):
     """A minimal OpenAI-compatible chat endpoint: boxes 5 after a Terminate prompt, else writes a step."""
 
-    requests: list = []
+    requests: ClassVar[list] = []
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
