@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import ClassVar
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 import torch
