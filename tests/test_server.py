@@ -208,3 +208,25 @@ def test_models_lists_the_served_name(reasoner):
     with TestClient(app_with(reasoner, model_name="rsim-arith")) as c:
         assert [m["id"] for m in c.get("/v1/models").json()["data"]] == ["rsim-arith"]
         assert c.post("/v1/chat/completions", json={"model": "rsim-arith", "messages": Q}).status_code == 200
+
+
+def test_a_failing_backend_is_503_and_health_recovers():
+    from rsim_graph.errors import ReasonerError
+
+    class Flaky(ScriptedReasoner):
+        down = True
+
+        def step(self, request):
+            if self.down:
+                raise ReasonerError("cannot reach the reasoner's server (ConnectError); check --reasoner_base_url")
+            return super().step(request)
+
+    flaky = Flaky(answer="5")
+    with TestClient(app_with(flaky)) as c:
+        r = chat(c)
+        assert r.status_code == 503 and "cannot reach" in r.json()["error"]["message"]
+        health = c.get("/health")
+        assert health.status_code == 503 and health.json()["status"] == "failed"
+        flaky.down = False
+        assert chat(c).status_code == 200
+        assert c.get("/health").status_code == 200
