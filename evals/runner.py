@@ -114,7 +114,7 @@ def evaluate(
                 if graph is not None:
                     runnable = [(i, p) for i, p in part if not p.meta.get("error")]
                     t = time.perf_counter()
-                    states = run_batch(graph, [p.question for _, p in runnable], return_exceptions=True, extra={"history": history})
+                    states = run_batch(graph, [p.question for _, p in runnable], return_exceptions=True, extra={"history": history, "sampling": {"seed": seed}})
                     share = (time.perf_counter() - t) / max(1, len(runnable))  # runs share batched passes: wall time per run
                     results = dict(zip([i for i, _ in runnable], states, strict=True))
                     recs = list(pool.map(lambda ip, res=results, sh=share: _graph_record(ip[0], ip[1], res.get(ip[0]), sh), part))

@@ -15,8 +15,12 @@ from rsim_graph.strategies import StrategyLibrary
 class RandomPlanner:
     """Uniform over the library (the paper's random-strategy baseline).
 
+    A run whose state carries a sampling seed draws from that seed, its question and its step number,
+    so batched runs give the same choices whatever order their threads reach the planner in.
+    Otherwise choices come from one shared generator.
+
     Args:
-        seed (`int`, *optional*): seeds the choices.
+        seed (`int`, *optional*): seeds the shared generator.
     """
 
     def __init__(self, seed: int | None = None):
@@ -24,8 +28,12 @@ class RandomPlanner:
         self._lock = threading.Lock()
 
     def choose(self, state: RSIMState, library: StrategyLibrary) -> PlannerChoice:
-        with self._lock:
-            i = self.rng.randrange(len(library))
+        run_seed = (state.get("sampling") or {}).get("seed")
+        if run_seed is not None:
+            i = random.Random(f"{run_seed}|{state['question']}|{len(state.get('steps', []))}").randrange(len(library))
+        else:
+            with self._lock:
+                i = self.rng.randrange(len(library))
         n = len(library)
         return PlannerChoice(library.ids[i], -math.log(n), [1.0 / n] * n)
 

@@ -292,7 +292,7 @@ class HFReasoner:
     def _sampling(self, r: StepRequest) -> RowSampling:
         temperature = self.temperature if r.temperature is None else r.temperature
         top_p = self.top_p if r.top_p is None else r.top_p
-        if r.seed is None:
+        if r.seed is None or temperature <= 0:  # greedy rows need no sampler of their own, and batch together
             return temperature, top_p, self.generator
         with self._cache_lock:
             gen = self._generators.get(r.trajectory_id) if r.trajectory_id else None
