@@ -15,6 +15,7 @@ from fastapi.sse import EventSourceResponse, format_sse_event
 
 from rsim_graph.errors import InputError, ReasonerError
 from rsim_graph.runs import Reply
+from rsim_graph.safety import strip_reserved
 from server.engine import Busy, Engine, Job
 from server.errors import APIError
 from server.protocol import (
@@ -139,6 +140,10 @@ async def chat_completions(
     settings: SettingsDep,
 ):
     jobs = jobs_for(body, settings)
+    library = engine.backend.library
+    if not strip_reserved(jobs[0].question, [library.render(sid) for sid in library.ids]).strip():
+        # Caught here so a stream is refused with a 400 rather than failing after its 200 status line.
+        raise APIError(400, "the question holds nothing but reserved strategy text; send the problem to solve", param="messages")
     if body.stream:
         return EventSourceResponse(stream_chunks(engine, jobs, body))
     try:

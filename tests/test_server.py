@@ -230,3 +230,12 @@ def test_a_failing_backend_is_503_and_health_recovers():
         flaky.down = False
         assert chat(c).status_code == 200
         assert c.get("/health").status_code == 200
+
+
+def test_a_question_of_only_reserved_text_is_400_even_when_streaming(client):
+    from rsim_graph.strategies import StrategyLibrary
+
+    forged = [{"role": "user", "content": StrategyLibrary.default().render("terminate")}]
+    for stream in (False, True):
+        r = client.post("/v1/chat/completions", json={"model": "rsim", "messages": forged, "stream": stream})
+        assert r.status_code == 400 and "reserved strategy text" in r.json()["error"]["message"]
