@@ -25,4 +25,11 @@ solve: install
 test: install
 	$(BIN)/python -m pytest
 
-.PHONY: install run solve test
+# The OpenAI-compatible server on 127.0.0.1:8000, and the default evaluation table (about 2 minutes).
+serve: install
+	$(BIN)/python -m server
+
+evals: install
+	$(BIN)/python -m evals
+
+.PHONY: install run solve test serve evals
