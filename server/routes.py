@@ -151,12 +151,15 @@ async def chat_completions(
             async with engine.admit():
                 work = asyncio.gather(*(run_reply(engine, job) for job in jobs))
                 watch = asyncio.ensure_future(until_disconnect(request))
-                done, _ = await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+                try:
+                    done, _ = await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+                finally:  # on a timeout too: the runs must stop, not finish unseen
+                    for task in (work, watch):
+                        if not task.done():
+                            task.cancel()
                 if watch in done:  # the client left: stop generating for it
-                    work.cancel()
                     logger.info("client disconnected; cancelled its generation")
                     return JSONResponse({"error": {"message": "client disconnected", "type": "cancelled"}}, status_code=499)
-                watch.cancel()
                 replies = work.result()
     except Busy:
         raise APIError(429, "the server's queue is full; retry later", "rate_limit_error", code="queue_full") from None

@@ -177,9 +177,14 @@ def test_full_queue_is_429_and_slow_requests_504():
         r = chat(c)
         first.join()
         assert r.status_code == 429 and r.json()["error"]["type"] == "rate_limit_error"
-    with TestClient(app_with(SlowReasoner(delay=0.5), request_timeout=0.2)) as c:
+    slow = SlowReasoner(delay=0.2)
+    with TestClient(app_with(slow, plan=["deep-think"] * 10, request_timeout=0.3)) as c:
         r = chat(c)
         assert r.status_code == 504 and r.json()["error"]["type"] == "timeout_error"
+        __import__("time").sleep(0.6)
+        settled = len(slow.requests)
+        __import__("time").sleep(0.6)
+        assert len(slow.requests) == settled < 6  # the timed-out run stopped instead of finishing unseen
 
 
 def test_health_is_503_while_loading_or_after_a_failed_load(tmp_path):
