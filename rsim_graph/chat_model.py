@@ -139,7 +139,9 @@ class RSIMChatModel(BaseChatModel):
         for kind, event in events:
             if kind == "done":
                 reply.done = event
-            elif reply.add(event) is not None and reply.stopped:
+                continue
+            reply.add(event)
+            if reply.stopped:
                 events.close()  # ends the run at its next node
                 break
         injection = kwargs.get("strategy_injection", self.strategy_injection)
