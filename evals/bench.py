@@ -170,7 +170,10 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--threads", type=int, default=2)
     bench_server.add_parser(sub)
     args = p.parse_args(argv)
-    {"rollout": bench_rollout, "train": bench_train, "server": bench_server.bench_server}[args.bench](args)
+    if args.bench == "server":
+        print(bench_server.bench_server(args))
+    else:
+        {"rollout": bench_rollout, "train": bench_train}[args.bench](args)
 
 
 if __name__ == "__main__":

@@ -99,7 +99,8 @@ def overhead_pairs(url: str, questions: list[str], max_tokens: int) -> list[tupl
     return pairs
 
 
-def bench_server(args: argparse.Namespace) -> None:
+def bench_server(args: argparse.Namespace) -> str:
+    """Run the benchmark; returns the report (the bench CLI prints it)."""
     # Each level sends at least 8 requests per client, so the ramp-down at the end (when fewer than
     # `c` requests are left) does not dominate the wall time: the figure is steady-state throughput.
     per_level = {c: max(args.requests, 8 * c) for c in args.concurrency}
@@ -121,18 +122,22 @@ def bench_server(args: argparse.Namespace) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-    print(f"server bench: ArithWorld test questions, bundled models, loopback, {os.cpu_count()} CPU cores")
-    print("| concurrency | requests | requests/s | p50 latency (s) | p99 latency (s) |")
-    print("|---|---|---|---|---|")
-    for c, n, rps, p50, p99 in rows:
-        print(f"| {c} | {n} | {rps:.2f} | {p50:.3f} | {p99:.3f} |")
+    lines = [
+        f"server bench: ArithWorld test questions, bundled models, loopback, {os.cpu_count()} CPU cores",
+        "| concurrency | requests | requests/s | p50 latency (s) | p99 latency (s) |",
+        "|---|---|---|---|---|",
+        *(f"| {c} | {n} | {rps:.2f} | {p50:.3f} | {p99:.3f} |" for c, n, rps, p50, p99 in rows),
+    ]
     by_c = {c: (rps, p50) for c, _, rps, p50, _ in rows}
     server_p50, local_p50 = statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
-    print(f"concurrency 1, {len(pairs)} requests each sent to the server and run in process back to back: "
-          f"p50 {server_p50:.3f} s vs {local_p50:.3f} s -> overhead {100 * (server_p50 / local_p50 - 1):+.1f}% (goal <= 10%)")
+    lines.append(
+        f"concurrency 1, {len(pairs)} requests each sent to the server and run in process back to back: "
+        f"p50 {server_p50:.3f} s vs {local_p50:.3f} s -> overhead {100 * (server_p50 / local_p50 - 1):+.1f}% (goal <= 10%)"
+    )
     if 1 in by_c and max(by_c) > 1:
         top = max(by_c)
-        print(f"throughput at concurrency {top} = {by_c[top][0] / by_c[1][0]:.2f}x concurrency 1 (goal >= 6x)")
+        lines.append(f"throughput at concurrency {top} = {by_c[top][0] / by_c[1][0]:.2f}x concurrency 1 (goal >= 6x)")
+    return "\n".join(lines)
 
 
 def add_parser(sub) -> None:

@@ -15,9 +15,7 @@ import logging
 import sys
 
 from rsim_graph.errors import InputError, RSIMError
-from rsim_graph.graph import build_graph
-from rsim_graph.loading import PLANNER_SPECS, load_planner, load_reasoner
-from rsim_graph.strategies import load_strategies
+from rsim_graph.loading import PLANNER_SPECS, load_runtime
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,28 +44,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def solve(args: argparse.Namespace) -> int:
     if not args.question.strip():  # before loading any model
         raise InputError("the question is empty: pass the problem to solve, e.g. solve \"What is 2+3?\"")
-    library = load_strategies(args.strategies)
-    planner = load_planner(
-        args.planner,
-        library,
-        seed=args.seed,
+    graph, _, _ = load_runtime(
+        planner=args.planner,
+        reasoner=args.reasoner,
+        strategies=args.strategies,
         greedy=args.greedy_planner,
-        base_url=args.planner_base_url or args.reasoner_base_url,
-        api_key=args.api_key,
-    )
-    reasoner = load_reasoner(
-        args.reasoner,
+        seed=args.seed,
+        planner_base_url=args.planner_base_url,
         base_url=args.reasoner_base_url,
         model_name=args.reasoner_model,
         api_key=args.api_key,
         mode=args.reasoner_mode,
         temperature=args.temperature,
-        seed=args.seed,
-    )
-    graph = build_graph(
-        planner,
-        reasoner,
-        library,
         max_steps=args.max_steps,
         max_step_tokens=args.max_step_tokens,
         max_total_tokens=args.max_total_tokens,

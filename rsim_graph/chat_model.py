@@ -64,23 +64,11 @@ class RSIMChatModel(BaseChatModel):
     seed: int | None = None
 
     @classmethod
-    def from_components(
-        cls,
-        planner: Planner,
-        reasoner: Reasoner,
-        strategies: StrategyLibrary | None = None,
-        *,
-        max_steps: int = 12,
-        max_step_tokens: int = 256,
-        max_total_tokens: int = 2048,
-        **kwargs,
-    ) -> RSIMChatModel:
-        """Build the graph from a planner, a reasoner and a strategy library."""
+    def from_components(cls, planner: Planner, reasoner: Reasoner, strategies: StrategyLibrary | None = None, **kwargs) -> RSIMChatModel:
+        """Build the graph (default limits) from a planner, a reasoner and a strategy library; `kwargs` are
+        this model's fields. For other graph limits, pass your own `build_graph(...)` as `graph`."""
         library = strategies or StrategyLibrary.default()
-        graph = build_graph(
-            planner, reasoner, library, max_steps=max_steps, max_step_tokens=max_step_tokens, max_total_tokens=max_total_tokens
-        )
-        return cls(graph=graph, reasoner=reasoner, delimiter=library.step_delimiter, **kwargs)
+        return cls(graph=build_graph(planner, reasoner, library), reasoner=reasoner, delimiter=library.step_delimiter, **kwargs)
 
     @classmethod
     def bundled(cls, **kwargs) -> RSIMChatModel:

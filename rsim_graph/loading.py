@@ -121,3 +121,37 @@ def load_reasoner(
 
     path = spec or str(default_reasoner_path())
     return HFReasoner.from_pretrained(path, temperature=temperature, seed=seed)
+
+
+def load_runtime(
+    *,
+    planner: str | None = None,
+    reasoner: str | None = None,
+    strategies: str | None = None,
+    greedy: bool = False,
+    seed: int | None = 0,
+    planner_base_url: str | None = None,
+    base_url: str | None = None,
+    model_name: str | None = None,
+    api_key: str | None = None,
+    mode: str = "prefill",
+    temperature: float = 0.0,
+    max_steps: int = 12,
+    max_step_tokens: int = 256,
+    max_total_tokens: int = 2048,
+):
+    """Everything a caller of the runtime needs from command-line specs: `(graph, reasoner, library)`.
+
+    `planner` and `reasoner` are specs as for `load_planner` and `load_reasoner` (None: the bundled ones);
+    `planner_base_url` defaults to `base_url`, for a `prompt:<model>` planner.
+    """
+    from rsim_graph.graph import build_graph
+    from rsim_graph.strategies import load_strategies
+
+    library = load_strategies(strategies)
+    plan = load_planner(planner, library, seed=seed, greedy=greedy, base_url=planner_base_url or base_url, api_key=api_key)
+    reason = load_reasoner(
+        reasoner, base_url=base_url, model_name=model_name, api_key=api_key, mode=mode, temperature=temperature, seed=seed
+    )
+    graph = build_graph(plan, reason, library, max_steps=max_steps, max_step_tokens=max_step_tokens, max_total_tokens=max_total_tokens)
+    return graph, reason, library

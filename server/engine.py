@@ -20,12 +20,11 @@ from dataclasses import dataclass, field
 
 from langgraph.graph.state import CompiledStateGraph
 
-from rsim_graph.graph import build_graph
-from rsim_graph.loading import load_planner, load_reasoner
+from rsim_graph.loading import load_runtime
 from rsim_graph.reasoners.base import Reasoner
 from rsim_graph.runs import Event, Reply, graph_events, plain_events
 from rsim_graph.state import Budget, ChatTurn, Sampling
-from rsim_graph.strategies import StrategyLibrary, load_strategies
+from rsim_graph.strategies import StrategyLibrary
 from server.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
@@ -45,26 +44,22 @@ class Backend:
 
 
 def load_backend(settings: ServerSettings) -> Backend:
-    library = load_strategies(settings.strategies)
-    planner = load_planner(settings.planner, library, greedy=not settings.sample_planner, seed=0)
-    reasoner = load_reasoner(
-        settings.reasoner,
-        base_url=settings.reasoner_base_url,
-        model_name=settings.reasoner_model,
-        api_key=settings.reasoner_api_key,
-        mode=settings.reasoner_mode,
-        temperature=settings.temperature,
-        seed=0,
+    return Backend(
+        *load_runtime(
+            planner=settings.planner,
+            reasoner=settings.reasoner,
+            strategies=settings.strategies,
+            greedy=not settings.sample_planner,
+            base_url=settings.reasoner_base_url,
+            model_name=settings.reasoner_model,
+            api_key=settings.reasoner_api_key,
+            mode=settings.reasoner_mode,
+            temperature=settings.temperature,
+            max_steps=settings.max_steps,
+            max_step_tokens=settings.max_step_tokens,
+            max_total_tokens=settings.max_tokens,
+        )
     )
-    graph = build_graph(
-        planner,
-        reasoner,
-        library,
-        max_steps=settings.max_steps,
-        max_step_tokens=settings.max_step_tokens,
-        max_total_tokens=settings.max_tokens,
-    )
-    return Backend(graph, reasoner, library)
 
 
 @dataclass

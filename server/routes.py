@@ -226,10 +226,11 @@ async def stream_chunks(engine: Engine, jobs: list[Job], body: ChatCompletionReq
         yield error_event(APIError(429, "the server's queue is full; retry later", "rate_limit_error", code="queue_full"))
     except TimeoutError:
         yield error_event(APIError(504, f"the request took longer than {engine.settings.request_timeout:g} s and was cancelled", "timeout_error"))
-    except Exception as e:  # noqa: BLE001 - the status line is sent; report in the stream
+    except Exception as e:
         if isinstance(e, ReasonerError):
             engine.backend_error = str(e)
-        logger.exception("stream failed") if not isinstance(e, InputError | ReasonerError) else None
+        if not isinstance(e, InputError | ReasonerError):
+            logger.exception("stream failed")
         yield error_event(run_error(e))
     yield format_sse_event(data_str="[DONE]")
 

@@ -4,10 +4,8 @@ the before/after evaluation on ArithWorld's held-out problems."""
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
@@ -18,7 +16,6 @@ from rsim_graph.strategies import StrategyLibrary
 from rsim_graph.tasks.arith import ArithWorld
 
 logger = logging.getLogger(__name__)
-RECIPES = Path(__file__).with_name("recipes")
 
 
 @dataclass
@@ -32,34 +29,6 @@ class TaskArguments:
     train_size: int = field(default=20_000, metadata={"help": "Training problems (0: the whole dataset)."})
     eval_limit: int = field(default=200, metadata={"help": "Held-out ArithWorld problems for the before/after table (0: skip)."})
     max_train_seconds: float | None = field(default=None, metadata={"help": "Stop training after this many seconds."})
-
-
-def with_default_recipe(argv: list[str] | None, recipe: str) -> list[str]:
-    """`python -m trainers.X` with no `--config` runs the bundled default recipe; flags still override it."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    return argv if "--config" in argv else ["--config", str(RECIPES / recipe), *argv]
-
-
-def run_script(types: tuple, main, recipe: str, argv: list[str] | None = None) -> int:
-    """The trainers' command line: parse flags over the default recipe, run `main`, print its report.
-
-    `main(script_args, training_args, model_args) -> str` returns what to show the user. Bad configs,
-    paths and checkpoints end in one `error:` line and exit code 2.
-    """
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from trl import TrlParser
-
-    from rsim_graph.errors import RSIMError
-
-    try:
-        report = main(*TrlParser(types).parse_args_and_config(with_default_recipe(argv, recipe)))
-    except (RSIMError, ValueError, FileNotFoundError) as e:
-        logger.debug("details", exc_info=True)
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 2
-    if report:
-        print(report)
-    return 0
 
 
 def load_model(model_name_or_path: str | None, dtype: str | None = None, attn_implementation: str | None = None):

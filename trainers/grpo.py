@@ -20,12 +20,12 @@ from trl import GRPOConfig, GRPOTrainer, ModelConfig
 
 from rsim_graph.rewards import accuracy_reward, format_reward
 from rsim_graph.strategies import StrategyLibrary
+from trainers.cli import run_script
 from trainers.common import (
     TaskArguments,
     TimeBudget,
     evaluate_arith,
     load_model,
-    run_script,
 )
 from trainers.data import load_task
 

@@ -26,12 +26,12 @@ from trl import ModelConfig
 from rsim_graph.loading import ASSETS, BUNDLED_REASONER_B, bundled
 from rsim_graph.planners.policy import PolicyPlanner
 from rsim_graph.strategies import load_strategies
+from trainers.cli import run_script
 from trainers.common import (
     TaskArguments,
     TimeBudget,
     evaluate_arith,
     load_model,
-    run_script,
 )
 from trainers.data import load_task
 from trainers.marl_config import MARLConfig

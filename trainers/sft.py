@@ -33,7 +33,8 @@ from rsim_graph.rewards import accuracy_reward, format_reward
 from rsim_graph.strategies import StrategyLibrary, load_strategies
 from rsim_graph.tasks.arith import ArithWorld
 from rsim_graph.tasks.arith_traces import warmup_samples
-from trainers.common import TaskArguments, load_model, run_script
+from trainers.cli import run_script
+from trainers.common import TaskArguments, load_model
 from trainers.data import load_task
 
 logger = logging.getLogger(__name__)

@@ -240,6 +240,8 @@ class HFReasoner:
         """
         B = len(prompts)
         sampling = sampling or [(self.temperature, self.top_p, self.generator)] * B
+        # Decided once per call, not per token: most batches share one setting and one sampler.
+        shared = len({(t, p, id(g)) for t, p, g in sampling}) == 1
         dev = self.model.device
         n_cached = [len(c.ids) if c else 0 for c in cached]
         new = [p[n:] for p, n in zip(prompts, n_cached, strict=True)]
@@ -264,7 +266,7 @@ class HFReasoner:
             logits = self.model(
                 input_ids=input_ids, attention_mask=mask, position_ids=pos, past_key_values=past, use_cache=True
             ).logits[:, -1, :].float()  # (A, V)
-            tok, lp = self._sample(logits, [sampling[i] for i in active])
+            tok, lp = self._sample(logits, sampling[:1] if shared else [sampling[i] for i in active])
             finished = []
             for row, (i, t, x) in enumerate(zip(active, tok.tolist(), lp.tolist(), strict=True)):
                 out[i].append(t)
@@ -304,12 +306,13 @@ class HFReasoner:
 
     def _sample(self, logits: torch.Tensor, rows: list[RowSampling]) -> tuple[torch.Tensor, torch.Tensor]:
         """Sample one token per row; returns (tokens (B,), their log-probs (B,) at each row's temperature).
-        Rows that share settings and sampler are sampled together."""
+        `rows` holds each row's settings, or one entry that all rows share. Rows that share settings and
+        sampler are sampled together."""
+        if len(rows) == 1:
+            return self._sample_group(logits, *rows[0])
         groups: dict[tuple[float, float, int], list[int]] = {}
         for row, (t, p, gen) in enumerate(rows):
             groups.setdefault((t, p, id(gen)), []).append(row)
-        if len(groups) == 1:
-            return self._sample_group(logits, *rows[0])
         tok = torch.empty(len(rows), dtype=torch.long, device=logits.device)
         lp = torch.empty(len(rows), device=logits.device)
         for members in groups.values():
