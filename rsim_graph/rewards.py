@@ -30,15 +30,22 @@ def _text(completion) -> str:
     return completion
 
 
-def accuracy_reward(completions, solution, **kwargs) -> list[float | None]:
+def accuracy_reward(completions, solution, step_texts=None, step_delimiter: str = "\n\n", **kwargs) -> list[float | None]:
     """R_acc: 1.0 when the final answer equals the gold answer, else 0.0; None without a gold answer.
+
+    With `step_texts` (rSIM rollouts), only what the reasoner generated is graded, so both agents get the
+    same R_acc: the completion TRL decodes also holds the injected strategy prompts, and the terminating
+    prompt's own `\\boxed{}` must not be read as the answer.
 
     >>> accuracy_reward(["... \\\\boxed{42}", "\\\\boxed{41}"], ["42", "42"])
     [1.0, 0.0]
+    >>> accuracy_reward(["Terminate: give the final answer in \\\\boxed{}.\\n#### 42"], ["42"], step_texts=[["#### 42"]])
+    [1.0]
     """
+    texts = [_text(c) for c in completions] if step_texts is None else [step_delimiter.join(t) for t in step_texts]
     return [
-        None if gold is None or str(gold) == "" else float(grade_completion(_text(c), str(gold)))
-        for c, gold in zip(completions, solution, strict=True)
+        None if gold is None or str(gold) == "" else float(grade_completion(text, str(gold)))
+        for text, gold in zip(texts, solution, strict=True)
     ]
 
 
@@ -114,11 +121,22 @@ def make_follow_reward(library: StrategyLibrary | None = None) -> RewardFunc:
 follow_reward = make_follow_reward()
 
 
-def planner_reward_funcs() -> list[RewardFunc]:
+def make_accuracy_reward(library: StrategyLibrary | None = None) -> RewardFunc:
+    """R_acc for a library: `accuracy_reward` with the library's step delimiter joining the step texts."""
+    delimiter = (library or StrategyLibrary.default()).step_delimiter
+
+    def accuracy_reward_(completions, solution, **kwargs) -> list[float | None]:
+        return accuracy_reward(completions, solution, step_delimiter=delimiter, **kwargs)
+
+    accuracy_reward_.__name__ = "accuracy_reward"  # TRL logs rewards by function name
+    return accuracy_reward_
+
+
+def planner_reward_funcs(library: StrategyLibrary | None = None) -> list[RewardFunc]:
     """R_acc + R_penalty + R_terminal (summed with unit weights)."""
-    return [accuracy_reward, strategy_penalty_reward, terminal_reward]
+    return [make_accuracy_reward(library), strategy_penalty_reward, terminal_reward]
 
 
 def reasoner_reward_funcs(library: StrategyLibrary | None = None) -> list[RewardFunc]:
     """R_acc + R_format + R_follow (summed with unit weights)."""
-    return [accuracy_reward, format_reward, make_follow_reward(library)]
+    return [make_accuracy_reward(library), format_reward, make_follow_reward(library)]

@@ -6,9 +6,13 @@
     python -m trainers.marl --resume_from_checkpoint outputs/marl/checkpoint-40
     accelerate launch --config_file trainers/recipes/accelerate/multi_cpu.yaml -m trainers.marl
 
-With no `--config`, the default recipe `trainers/recipes/arith_tiny.yaml` is used. The run ends with a
-before/after accuracy table on held-out ArithWorld problems, PNG plots, and the trained planner in
-`<output_dir>/planner` (load it with `python -m rsim_graph solve --planner DIR`).
+With no `--config`, the default recipe `trainers/recipes/arith_tiny.yaml` is used. The run:
+1. warms the reasoner up on about 1,000 of its own correctly formatted, incorrectly solved rollouts
+   (`trainers/sft.py`; `--warmup false` skips it);
+2. trains planner and reasoner together (`MARLTrainer`), validating greedily on held-out problems every
+   `--validation_steps` steps and keeping the best pair (`trainers/validation.py`);
+3. saves the best planner and reasoner to `<output_dir>/planner` and `<output_dir>/reasoner`, and on
+   ArithWorld prints a before/after accuracy table on held-out test problems (`results.json`).
 """
 
 from __future__ import annotations
@@ -16,14 +20,15 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
-from trl import ModelConfig
+from trl import ModelConfig, SFTConfig
 
-from rsim_graph.loading import ASSETS, BUNDLED_REASONER_B, bundled
+from rsim_graph.loading import ASSETS, BUNDLED_REASONER, BUNDLED_REASONER_B, bundled
 from rsim_graph.planners.policy import PolicyPlanner
 from rsim_graph.strategies import load_strategies
 from trainers.cli import run_script
@@ -36,7 +41,10 @@ from trainers.common import (
 from trainers.data import load_task
 from trainers.marl_config import MARLConfig
 from trainers.marl_trainer import MARLTrainer, check_checkpoint
+from rsim_graph.tasks.base import Problem
 from trainers.plots import plot_training
+from trainers.sft import collect_warmup, run_warmup
+from trainers.validation import Validation
 
 logger = logging.getLogger(__name__)
 
@@ -51,14 +59,23 @@ class MARLScriptArguments(TaskArguments):
     transfer_reasoner: str | None = field(
         default=None, metadata={"help": "A second reasoner for the plug-in row of the table (arith default: bundled reasoner-b)."}
     )
+    warmup: bool = field(default=True, metadata={"help": "Run the paper's format warm-up before RL (false: skip it)."})
+    warmup_size: int = field(default=1000, metadata={"help": "Warm-up samples: formatted but wrong own rollouts (paper: about 1,000)."})
+    warmup_learning_rate: float = field(default=2e-5, metadata={"help": "Learning rate of the warm-up SFT pass."})
+    warmup_temperature: float = field(default=1.0, metadata={"help": "The reasoner's sampling temperature in warm-up rollouts."})
+    validation_size: int = field(default=100, metadata={"help": "Training problems held out for validation (0: no validation, the last step is final)."})
+    validation_steps: int = field(default=20, metadata={"help": "Optimizer steps between validations."})
 
 
-def evaluation(script_args, model, tokenizer, library, planner_dir: str, transfer: bool) -> dict:
-    methods = {"ZeroCoT": "zero-cot", "random planner": "random-planner", "rSIM planner": f"rsim:{planner_dir}"}
-    rows = evaluate_arith(methods, model, tokenizer, library, script_args.eval_limit)
-    if transfer:
-        from rsim_graph.reasoners.hf import HFReasoner
+def evaluation(script_args, model, tokenizer, library, planner_dir: str, *, initial_reasoner: str | None = None) -> dict:
+    """Greedy accuracy on held-out ArithWorld test problems: the run's reasoner alone and with the planner;
+    with `initial_reasoner` (after training) also that reasoner under the trained planner, and the plug-in reasoner-b."""
+    from rsim_graph.reasoners.hf import HFReasoner
 
+    rows = evaluate_arith({"ZeroCoT": "zero-cot", "rSIM planner": f"rsim:{planner_dir}"}, model, tokenizer, library, script_args.eval_limit)
+    if initial_reasoner:
+        start = HFReasoner.from_pretrained(initial_reasoner, temperature=0.0)
+        rows["rSIM planner (initial reasoner)"] = evaluate_arith({"x": f"rsim:{planner_dir}"}, None, None, library, script_args.eval_limit, reasoner=start)["x"]
         other = HFReasoner.from_pretrained(script_args.transfer_reasoner or str(bundled(BUNDLED_REASONER_B)), temperature=0.0)
         plug = evaluate_arith({"ZeroCoT": "zero-cot", "rSIM planner": f"rsim:{planner_dir}"}, None, None, library, script_args.eval_limit, reasoner=other)
         rows.update({f"{k} (reasoner-b)": v for k, v in plug.items()})
@@ -73,47 +90,102 @@ def table(before: dict, after: dict) -> str:
     return "\n".join(lines)
 
 
-def main(script_args: MARLScriptArguments, training_args: MARLConfig, model_args: ModelConfig) -> str:
-    set_seed(training_args.seed)
-    library = load_strategies(script_args.strategies)
+def load_starting_planner(script_args, library, seed: int) -> PolicyPlanner:
     planner_dir = script_args.planner or str(bundled(ASSETS / "planner-init"))
     if (Path(planner_dir) / "planner.json").is_file():
-        planner = PolicyPlanner.from_pretrained(planner_dir, seed=training_args.seed)
+        planner = PolicyPlanner.from_pretrained(planner_dir, seed=seed)
     else:
-        planner = PolicyPlanner.from_backbone(planner_dir, library, seed=training_args.seed)
+        planner = PolicyPlanner.from_backbone(planner_dir, library, seed=seed)
     if planner.library.ids != library.ids:
         planner.grow(library)  # continual learning: new strategies get fresh head rows, old rows are kept
-    tokenizer, model = load_model(model_args.model_name_or_path, model_args.dtype, model_args.attn_implementation)
-    dataset = load_task(
-        script_args.task, n=script_args.train_size, seed=training_args.seed, split=script_args.dataset_split,
-        question_field=script_args.question_field, answer_field=script_args.answer_field,
+    return planner
+
+
+def warm_up(script_args, training_args: MARLConfig, model, tokenizer, planner, library, data) -> dict:
+    """The paper's warm-up (Sec. 3.5) on the run's own task, from the reasoner's own sampled rollouts."""
+    from rsim_graph.reasoners.hf import HFReasoner
+
+    start = time.perf_counter()
+    sampler = HFReasoner(model.eval(), tokenizer, temperature=script_args.warmup_temperature, seed=training_args.seed)
+    samples, drawn = collect_warmup(
+        planner, sampler, library, data["prompt"], data["solution"], script_args.warmup_size, seed=training_args.seed,
+        max_steps=training_args.max_reasoning_steps, max_step_tokens=training_args.max_step_tokens,
     )
+    args = SFTConfig(
+        output_dir=str(Path(training_args.output_dir) / "warmup"), per_device_train_batch_size=training_args.per_device_train_batch_size,
+        num_train_epochs=1, learning_rate=script_args.warmup_learning_rate, lr_scheduler_type="constant",
+        completion_only_loss=True, bf16=training_args.bf16, gradient_checkpointing=training_args.gradient_checkpointing,
+        seed=training_args.seed, save_strategy="no", report_to="none", logging_steps=10, use_cpu=training_args.use_cpu,
+        disable_tqdm=training_args.disable_tqdm,
+    )
+    metrics = run_warmup(model, tokenizer, samples, args) if samples else {}
+    logger.info("warm-up: %d samples from %d rollouts, %.0fs", len(samples), drawn, time.perf_counter() - start)
+    return {"samples": len(samples), "rollouts": drawn, "seconds": round(time.perf_counter() - start, 1), "loss": metrics.get("train_loss")}
+
+
+def main(script_args: MARLScriptArguments, training_args: MARLConfig, model_args: ModelConfig) -> str:
+    started = time.perf_counter()
+    set_seed(training_args.seed)
+    library = load_strategies(script_args.strategies)
+    planner = load_starting_planner(script_args, library, training_args.seed)
+    tokenizer, model = load_model(model_args.model_name_or_path, model_args.dtype, model_args.attn_implementation)
+    data = load_task(
+        script_args.task, n=script_args.train_size + script_args.validation_size, seed=training_args.seed,
+        split=script_args.dataset_split, question_field=script_args.question_field, answer_field=script_args.answer_field,
+    )
+    if script_args.validation_size >= len(data):
+        raise ValueError(f"validation_size={script_args.validation_size} leaves no training problems in {len(data)}; lower it or add data")
+    held = data.select(range(len(data) - script_args.validation_size, len(data)))  # the last rows: never trained on
+    dataset = data.select(range(len(data) - script_args.validation_size))
     resume = training_args.resume_from_checkpoint
     if resume in ("True", "true", "last"):
         resume = get_last_checkpoint(training_args.output_dir)
     if resume:
         check_checkpoint(resume)
+    out = Path(training_args.output_dir)
+    arith = script_args.task == "arith" and script_args.eval_limit > 0
+    before = {}
+    if arith and not resume and training_args.process_index == 0:
+        before = evaluation(script_args, model, tokenizer, library, script_args.planner or str(bundled(ASSETS / "planner-init")))
+    warmup = {}
+    if script_args.warmup and not resume:
+        warmup = warm_up(script_args, training_args, model, tokenizer, planner, library, dataset)
+
     trainer = MARLTrainer(
-        model, planner, training_args, train_dataset=dataset, processing_class=tokenizer,
+        model.train(), planner, training_args, train_dataset=dataset, processing_class=tokenizer,
         callbacks=[TimeBudget(script_args.max_train_seconds)] if script_args.max_train_seconds else None,
     )
-    arith = script_args.task == "arith" and script_args.eval_limit > 0 and trainer.accelerator.is_main_process
-    before = evaluation(script_args, model, tokenizer, library, planner_dir, transfer=False) if arith and not resume else {}
-
+    validation = None
+    if script_args.validation_size and script_args.validation_steps:
+        problems = [Problem(q, a) for q, a in zip(held["prompt"], held["solution"], strict=True)]
+        limits = {"max_steps": 12, "max_step_tokens": training_args.max_step_tokens, "max_total_tokens": training_args.max_completion_length}
+        validation = Validation(trainer, problems, script_args.validation_steps, limits)
+        if resume:
+            validation.restore()
+        trainer.add_callback(validation)
+    train_start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
+    train_seconds = time.perf_counter() - train_start
+    best = validation.load_best() if validation is not None else None
 
-    out = Path(training_args.output_dir)
     trainer.save_model(str(out / "reasoner"))
     trainer.save_planner(out / "planner")
     if not trainer.accelerator.is_main_process:
         return ""
     plots = plot_training(trainer.state.log_history, out)
     logger.info("plots: %s", ", ".join(map(str, plots)))
+    record = {
+        "seed": training_args.seed, "steps": trainer.state.global_step, "train_seconds": round(train_seconds, 1),
+        "warmup": warmup, "best": best, "validation": validation.history if validation else [],
+    }
     report = f"trained planner: {out / 'planner'}  (python -m rsim_graph solve --planner {out / 'planner'} \"12+7*3\")"
     if arith:
-        after = evaluation(script_args, model, tokenizer, library, str(out / "planner"), transfer=True)
-        (out / "results.json").write_text(json.dumps({"before": before, "after": after}, indent=2))
+        initial = model_args.model_name_or_path or str(bundled(BUNDLED_REASONER))
+        after = evaluation(script_args, model, tokenizer, library, str(out / "planner"), initial_reasoner=initial)
+        record.update(before=before, after=after)
         report = table(before, after) + "\n" + report
+    record["total_seconds"] = round(time.perf_counter() - started, 1)
+    (out / "results.json").write_text(json.dumps(record, indent=2))
     return report
 
 

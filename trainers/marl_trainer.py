@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 from accelerate.utils import reduce
+from torch.optim.lr_scheduler import LambdaLR
+from transformers import TrainerCallback
 from trl import GRPOTrainer
 
 from rsim_graph.errors import CheckpointError
@@ -49,16 +51,23 @@ class MARLTrainer(GRPOTrainer):
        (`planner_learning_rate`) and is updated in the same optimizer step.
     3. `_generate_and_score_completions` also scores the planner (R_acc + R_penalty + R_terminal) and
        normalizes those rewards within each group of `num_generations`, as GRPO does for the reasoner.
-    4. `_compute_loss` returns `λ · L_planner + (1 - λ) · L_reasoner`, where `L_reasoner` is GRPO's loss
-       unchanged and `L_planner` is the clipped-ratio surrogate over the planner's per-step choices
-       (mean over choices), with optional KL (`planner_beta`) and entropy bonus (`planner_entropy_coef`).
-       λ is `lambda_stage1` before `stage2_start_step` and `lambda_stage2` from it on.
-    5. Checkpoints also hold the planner, the stage and the planner's and reasoner's sampler states;
-       resuming restores them.
-    6. Extra metrics: R_acc, R_format, R_follow, R_penalty, R_terminal, accuracy, steps_per_trajectory,
-       planner_entropy and strategy/<id> usage shares.
+    4. `_compute_loss` returns `L_planner + L_reasoner`, where `L_reasoner` is GRPO's loss unchanged and
+       `L_planner` is the clipped-ratio surrogate over the planner's per-step choices (mean over choices),
+       with optional KL (`planner_beta`) and entropy bonus (`planner_entropy_coef`).
+    5. λ scales the learning rates (`create_scheduler`): the planner's by λ, the reasoner's by 1 - λ, with
+       λ = `lambda_stage1` before `stage2_start_step` and `lambda_stage2` from it on. See `MARLConfig`
+       for why λ cannot act as a loss weight under Adam.
+    6. Checkpoints also hold the planner, the stage and the planner's and reasoner's sampler states;
+       resuming restores them, and the stage schedule is read back from the checkpoint.
+    7. Extra metrics: R_acc, R_format, R_follow, R_penalty, R_terminal, accuracy, steps_per_trajectory,
+       planner_entropy, lambda, planner_learning_rate, strategy/<id> usage shares, and (with
+       `log_update_norms`) update_norm/planner and update_norm/reasoner.
 
     Known deviations from the paper (its code, prompts and exact hyperparameters are not published):
+    - λ weights the agents' learning rates, not their losses (Adam would cancel a loss weight).
+    - R_acc is graded on the reasoner's generated step texts, joined by the library's step delimiter,
+      for both agents: injected strategy prompts are never graded (the terminate prompt itself
+      contains `\\boxed{}`).
     - The strategy prompts, R_format's checks and R_follow's per-strategy regexes are ours
       (`rsim_graph/strategies.yaml`, `rsim_graph/rewards.py`).
     - R_terminal scores a `terminate` that a budget forced as -1 (the paper does not discuss budgets).
@@ -111,19 +120,46 @@ class MARLTrainer(GRPOTrainer):
         )
         self.rollout = rollout
         self.planner.to(self.accelerator.device)
+        if args.planner_gradient_checkpointing:
+            self.planner.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.ref_planner = planner.frozen_copy() if args.planner_beta > 0 else None
+        self.saved_stage2_step: int | None = None  # read back from a checkpoint on resume
+        if args.log_update_norms:
+            self.add_callback(UpdateNorms(self))
 
-    # -- stages -------------------------------------------------------------------------------------
+    # -- stages: λ scales each agent's learning rate ------------------------------------------------------
     def stage2_step(self) -> int:
-        if self.args.stage2_start_step is not None:
-            return self.args.stage2_start_step
-        return self.state.max_steps // 2
+        """First optimizer step of stage 2: the checkpoint's when resuming, else the config's for this run."""
+        if self.saved_stage2_step is not None:
+            return self.saved_stage2_step
+        return self.args.stage2_step(self.state.max_steps)
 
     def stage(self) -> int:
         return 2 if self.state.global_step >= self.stage2_step() else 1
 
     def current_lambda(self) -> float:
-        return self.args.lambda_stage2 if self.stage() == 2 else self.args.lambda_stage1
+        return self.args.lambda_at(self.state.global_step, self.stage2_step())
+
+    def agent_lr_scale(self, step: int, planner: bool) -> float:
+        lam = self.args.lambda_at(step, self.stage2_step())
+        return lam if planner else 1.0 - lam
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        scheduler = super().create_scheduler(num_training_steps, optimizer)
+        if not isinstance(scheduler, LambdaLR):
+            raise ValueError(
+                f"lr_scheduler_type={self.args.lr_scheduler_type!r} is not a LambdaLR schedule, and λ scales each agent's "
+                "learning rate through one; use constant, linear, cosine or another LambdaLR schedule"
+            )
+        last = len(scheduler.optimizer.param_groups) - 1  # the planner's group is added last (create_optimizer)
+        scheduler.lr_lambdas = [
+            lambda step, f=f, planner=(i == last): f(step) * self.agent_lr_scale(step, planner)
+            for i, f in enumerate(scheduler.lr_lambdas)
+        ]
+        for group, base, f in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
+            group["lr"] = base * f(scheduler.last_epoch)
+        scheduler._last_lr = [g["lr"] for g in scheduler.optimizer.param_groups]
+        return scheduler
 
     # -- optimizer: the planner is a second parameter group ------------------------------------------
     def create_optimizer(self, model=None):
@@ -148,9 +184,9 @@ class MARLTrainer(GRPOTrainer):
         mode = "train" if self.model.training else "eval"
         device = self.accelerator.device
         cols = {key: [row[key] for row in inputs] for key in ("solution", "strategies", "forced", "step_texts", "planner_texts", "planner_actions", "planner_logps")}
-        finals = ["\n\n".join(t) for t in cols["step_texts"]]
+        finals = [self.library.step_delimiter.join(t) for t in cols["step_texts"]]
         kw = {"completions": finals, "solution": cols["solution"], "strategies": cols["strategies"], "forced": cols["forced"], "step_texts": cols["step_texts"]}
-        acc, penalty, terminal = (f(**kw) for f in planner_reward_funcs())
+        acc, penalty, terminal = (f(**kw) for f in planner_reward_funcs(self.library))
         _, fmt, follow = (f(**kw) for f in reasoner_reward_funcs(self.library))
         parts = [[0.0 if v is None else v for v in part] for part in (acc, fmt, follow, penalty, terminal)]
         local = torch.tensor(parts, dtype=torch.float32, device=device).T  # (B, 5); None (cannot judge) counts 0
@@ -191,10 +227,8 @@ class MARLTrainer(GRPOTrainer):
 
     # -- the objective ------------------------------------------------------------------------------
     def _compute_loss(self, model, inputs):
-        lam = self.current_lambda()
-        reasoner_loss = super()._compute_loss(model, inputs)
-        planner_loss = self._planner_loss(inputs)
-        return lam * planner_loss + (1.0 - lam) * reasoner_loss
+        # No λ here: the agents share no parameters, so λ acts through their learning rates (create_scheduler).
+        return self._planner_loss(inputs) + super()._compute_loss(model, inputs)
 
     def _planner_loss(self, inputs) -> torch.Tensor:
         mode = "train" if self.model.training else "eval"
@@ -221,6 +255,8 @@ class MARLTrainer(GRPOTrainer):
         self._metrics[mode]["planner_entropy"].append(entropy.mean().item())
         self._metrics[mode]["planner_loss"].append(loss.item())
         self._metrics[mode]["lambda"].append(self.current_lambda())
+        if self.optimizer is not None:
+            self._metrics[mode]["planner_learning_rate"].append(self.optimizer.param_groups[-1]["lr"])
         normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0
         return loss / normalizer
 
@@ -246,6 +282,12 @@ class MARLTrainer(GRPOTrainer):
                 "resume with the strategies file the run started with"
             )
         self.planner.load_state_dict(saved.state_dict())
+        state_file = Path(resume_from_checkpoint) / STATE_FILE
+        if state_file.is_file():
+            saved_step = json.loads(state_file.read_text())["stage2_start_step"]
+            if self.args.stage2_start_step is not None and self.args.stage2_start_step != saved_step:
+                logger.warning("stage 2 starts at step %d as in the checkpoint, not at --stage2_start_step %d", saved_step, self.args.stage2_start_step)
+            self.saved_stage2_step = saved_step
 
     def _load_rng_state(self, checkpoint):
         super()._load_rng_state(checkpoint)
@@ -261,6 +303,27 @@ class MARLTrainer(GRPOTrainer):
     def save_planner(self, path: str | Path) -> None:
         if self.args.should_save:
             self.planner.save_pretrained(path)
+
+
+class UpdateNorms(TrainerCallback):
+    """Logs the L2 norm of each agent's parameter change in every optimizer step (a copy of the weights is kept)."""
+
+    def __init__(self, trainer: MARLTrainer):
+        self.trainer = trainer
+        self.before: dict[str, list[torch.Tensor]] = {}
+
+    def agents(self) -> dict[str, list[torch.nn.Parameter]]:
+        reasoner = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        return {"planner": list(self.trainer.planner.parameters()), "reasoner": list(reasoner.parameters())}
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.before = {name: [p.detach().clone() for p in params] for name, params in self.agents().items()}
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        for name, params in self.agents().items():
+            sq = sum(((p.detach() - b).float() ** 2).sum() for p, b in zip(params, self.before[name], strict=True))
+            self.trainer._metrics["train"][f"update_norm/{name}"].append(float(sq) ** 0.5)
+        self.before = {}
 
 
 def check_checkpoint(path: str | Path) -> None:

@@ -1,13 +1,15 @@
 """`python -m trainers.sft`: the reasoner's format warm-up with TRL's `SFTTrainer` (paper, Sec. 3.5).
 
-    python -m trainers.sft                                    # ArithWorld teacher traces, bundled tiny reasoner
-    python -m trainers.sft --source graph --planner random    # filter the reasoner's own rSIM rollouts
+    python -m trainers.sft                                    # ArithWorld, bundled tiny reasoner and planner-init
+    python -m trainers.sft --task data/math.jsonl --model_name_or_path Qwen/Qwen2.5-0.5B-Instruct
+
+`python -m trainers.marl` runs the same warm-up first (`--warmup false` skips it); this script runs it alone.
 
 The paper warms the reasoner up on about 1,000 samples that are correctly formatted but solved
-incorrectly, so it learns the step format without being taught answers. `build_warmup` selects them:
-- `teacher` (ArithWorld only): the world's teacher traces under a noisy expert or random planner;
-- `graph` (any task): trajectories the rSIM graph produces with `--planner` and the reasoner itself
-  (or `--teacher_model`), kept when R_format = 1 and R_acc = 0.
+incorrectly, so it learns the step format without being taught answers. They come from the reasoner's
+own sampled rollouts: the rSIM graph runs the task's training questions with the planner sampling
+(default: the run's initial planner) and the reasoner sampling at `temperature`, and keeps each
+trajectory with R_format = 1 and R_acc = 0. Any task works, since only the grader is needed.
 
 Samples are tokenized the way rollouts are (question in the chat template, then each step's injected
 strategy text and the step), and the injected text is masked out of the loss, as in the RL stage.
@@ -25,14 +27,12 @@ from datasets import Dataset
 from transformers import set_seed
 from trl import ModelConfig, SFTConfig, SFTTrainer
 
-from rsim_graph.errors import RSIMError
 from rsim_graph.graph import build_graph, run_batch
-from rsim_graph.loading import load_planner
+from rsim_graph.loading import ASSETS, bundled, load_planner
+from rsim_graph.planners.base import Planner
 from rsim_graph.reasoners.hf import HFReasoner
 from rsim_graph.rewards import accuracy_reward, format_reward
 from rsim_graph.strategies import StrategyLibrary, load_strategies
-from rsim_graph.tasks.arith import ArithWorld
-from rsim_graph.tasks.arith_traces import warmup_samples
 from trainers.cli import run_script
 from trainers.common import TaskArguments, load_model
 from trainers.data import load_task
@@ -43,9 +43,10 @@ logger = logging.getLogger(__name__)
 @dataclass
 class SFTScriptArguments(TaskArguments):
     warmup_size: int = field(default=1000, metadata={"help": "Warm-up samples to select (paper: about 1,000)."})
-    source: str = field(default="teacher", metadata={"help": "'teacher' (ArithWorld traces) or 'graph' (filtered rSIM rollouts)."})
-    planner: str = field(default="random", metadata={"help": "Planner for the graph source (any `--planner` spec)."})
-    teacher_model: str | None = field(default=None, metadata={"help": "Reasoner for the graph source (default: the model being trained)."})
+    planner: str | None = field(default=None, metadata={"help": "Planner that samples the strategies (default: the bundled planner-init)."})
+    temperature: float = field(default=1.0, metadata={"help": "The reasoner's sampling temperature for the warm-up rollouts."})
+    max_reasoning_steps: int = field(default=12, metadata={"help": "Steps per warm-up trajectory."})
+    max_step_tokens: int = field(default=96, metadata={"help": "Reasoner tokens per step."})
     strategies: str | None = field(default=None, metadata={"help": "Strategy library YAML."})
 
 
@@ -61,51 +62,60 @@ def tokenize_sample(reasoner: HFReasoner, question: str, steps: list[tuple[str, 
     return {"input_ids": ids, "completion_mask": mask}
 
 
-def build_warmup(source: str, n: int, reasoner: HFReasoner, library: StrategyLibrary, *, questions=None, golds=None, planner: str = "random", seed: int = 0) -> list[dict]:
-    """Select `n` correctly formatted, incorrectly solved trajectories as tokenized samples."""
-    if source == "teacher":
-        samples = warmup_samples(ArithWorld(split="train", seed=seed), library, n=n)
-        return [tokenize_sample(reasoner, s["question"], list(zip(s["strategies"], s["step_texts"], strict=True)), library) for s in samples]
-    if source != "graph":
-        raise RSIMError(f"unknown warm-up source {source!r}; use 'teacher' (ArithWorld) or 'graph'")
-    graph = build_graph(load_planner(planner, library, seed=seed), reasoner, library)
+def collect_warmup(
+    planner: Planner, reasoner: HFReasoner, library: StrategyLibrary, questions: list[str], golds: list[str], n: int,
+    *, seed: int = 0, max_steps: int = 12, max_step_tokens: int = 96, chunk: int = 64,
+) -> tuple[list[dict], int]:
+    """Up to `n` of the reasoner's own rollouts with R_format = 1 and R_acc = 0, tokenized; and how many were drawn.
+
+    Questions are visited in a seeded order, each once, so a question never gives two samples.
+    """
+    graph = build_graph(planner, reasoner, library, max_steps=max_steps, max_step_tokens=max_step_tokens)
     order = list(range(len(questions)))
     random.Random(seed).shuffle(order)
     out: list[dict] = []
-    for k in range(0, len(order), 64):
-        chunk = order[k : k + 64]
-        for i, state in zip(chunk, run_batch(graph, [questions[i] for i in chunk]), strict=True):
+    drawn = 0
+    for k in range(0, len(order), chunk):
+        part = order[k : k + chunk]
+        drawn += len(part)
+        for i, state in zip(part, run_batch(graph, [questions[i] for i in part]), strict=True):
             texts = [s["text"] for s in state["steps"]]
-            final = "\n\n".join(texts)
-            if format_reward([final], step_texts=[texts]) == [1.0] and accuracy_reward([final], [golds[i]]) == [0.0]:
+            kw = {"step_texts": [texts], "step_delimiter": library.step_delimiter}
+            if format_reward([""], **kw) == [1.0] and accuracy_reward([""], [golds[i]], **kw) == [0.0]:
                 out.append(tokenize_sample(reasoner, questions[i], [(s["strategy"], s["text"]) for s in state["steps"]], library))
         if len(out) >= n:
-            return out[:n]
+            return out[:n], drawn
     logger.warning("only %d warm-up samples found in %d questions (asked for %d)", len(out), len(questions), n)
-    return out
+    return out, drawn
+
+
+def run_warmup(model, tokenizer, samples: list[dict], args: SFTConfig) -> dict:
+    """One SFT pass over the warm-up samples (the model is trained in place); returns TRL's train metrics."""
+    trainer = SFTTrainer(model=model.train(), args=args, train_dataset=Dataset.from_list(samples), processing_class=tokenizer)
+    result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    return result.metrics
 
 
 def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> str:
     set_seed(training_args.seed)
     library = load_strategies(script_args.strategies)
     tokenizer, model = load_model(model_args.model_name_or_path, model_args.dtype, model_args.attn_implementation)
-    if script_args.teacher_model:
-        teacher = HFReasoner.from_pretrained(script_args.teacher_model, temperature=1.0, seed=training_args.seed)
-    else:
-        teacher = HFReasoner(model.eval(), tokenizer, temperature=1.0, seed=training_args.seed)
-    questions = golds = None
-    if script_args.source == "graph":
-        data = load_task(
-            script_args.task, n=script_args.train_size, seed=training_args.seed, split=script_args.dataset_split,
-            question_field=script_args.question_field, answer_field=script_args.answer_field,
-        )
-        questions, golds = data["prompt"], data["solution"]
-    samples = build_warmup(script_args.source, script_args.warmup_size, teacher, library, questions=questions, golds=golds, planner=script_args.planner, seed=training_args.seed)
-    logger.info("warm-up set: %d samples", len(samples))
-    trainer = SFTTrainer(model=model.train(), args=training_args, train_dataset=Dataset.from_list(samples), processing_class=tokenizer)
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model(str(Path(training_args.output_dir) / "reasoner"))
-    return f"warmed-up reasoner: {Path(training_args.output_dir) / 'reasoner'} ({len(samples)} samples)"
+    data = load_task(
+        script_args.task, n=script_args.train_size, seed=training_args.seed, split=script_args.dataset_split,
+        question_field=script_args.question_field, answer_field=script_args.answer_field,
+    )
+    planner = load_planner(script_args.planner or str(bundled(ASSETS / "planner-init")), library, seed=training_args.seed)
+    sampler = HFReasoner(model.eval(), tokenizer, temperature=script_args.temperature, seed=training_args.seed)
+    samples, drawn = collect_warmup(
+        planner, sampler, library, data["prompt"], data["solution"], script_args.warmup_size, seed=training_args.seed,
+        max_steps=script_args.max_reasoning_steps, max_step_tokens=script_args.max_step_tokens,
+    )
+    logger.info("warm-up set: %d samples from %d rollouts", len(samples), drawn)
+    run_warmup(model, tokenizer, samples, training_args)
+    trainer_out = Path(training_args.output_dir) / "reasoner"
+    model.save_pretrained(trainer_out)
+    tokenizer.save_pretrained(trainer_out)
+    return f"warmed-up reasoner: {trainer_out} ({len(samples)} samples from {drawn} rollouts)"
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -66,19 +66,24 @@ class PolicyPlanner(nn.Module):
         self.max_length = max_length
         self.max_step_chars = max_step_chars
         self.chunk = chunk
-        hidden = backbone.config.hidden_size
-        self.head = nn.Linear(hidden, len(library))
-        nn.init.normal_(self.head.weight, std=0.02)
-        nn.init.zeros_(self.head.bias)
+        self.head = self.new_head(len(library))
         self.generator = torch.Generator()
         if seed is not None:
             self.generator.manual_seed(seed)
         self._lock = threading.Lock()
         self.batcher = MicroBatcher(self._choose_batch)
 
+    def new_head(self, rows: int) -> nn.Linear:
+        """A freshly initialised action head in the backbone's dtype and device (bf16 backbones get a bf16 head)."""
+        weight = next(self.backbone.parameters())
+        head = nn.Linear(self.backbone.config.hidden_size, rows, dtype=weight.dtype, device=weight.device)
+        nn.init.normal_(head.weight, std=0.02)
+        nn.init.zeros_(head.bias)
+        return head
+
     # -- scoring ----------------------------------------------------------------------------------
     def encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"][-self.max_length :] for t in texts]
+        ids = [self.token_ids(t) for t in texts]
         L = max(len(x) for x in ids)
         pad = self.tokenizer.pad_token_id or 0
         input_ids = torch.full((len(ids), L), pad, dtype=torch.long)
@@ -89,6 +94,20 @@ class PolicyPlanner(nn.Module):
         dev = self.head.weight.device
         return {"input_ids": input_ids.to(dev), "attention_mask": mask.to(dev)}
 
+    def token_ids(self, text: str) -> list[int]:
+        """At most `max_length` tokens of `text`; a longer text keeps the question and drops the oldest steps.
+
+        The question (up to half of `max_length`) is what the planner plans for, so it is never the part cut.
+        """
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) <= self.max_length:
+            return ids
+        cut = text.find("\n[")  # the first step marker: user text cannot forge one (`planner_text` defuses it)
+        cut = len(text) if cut < 0 else cut
+        question = self.tokenizer(text[:cut], add_special_tokens=False)["input_ids"][: self.max_length // 2]
+        steps = self.tokenizer(text[cut:], add_special_tokens=False)["input_ids"]
+        return question + steps[len(steps) - (self.max_length - len(question)) :]
+
     def forward(self, texts: list[str]) -> torch.Tensor:
         """Logits over the library, (B, n_strategies)."""
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -98,7 +117,7 @@ class PolicyPlanner(nn.Module):
             pos = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
             parts.append(self.backbone(**enc, position_ids=pos).last_hidden_state[:, -1])  # (chunk, H)
         hidden = torch.cat(parts)[torch.argsort(torch.tensor(order))]  # back to the callers' order
-        return self.head(hidden)
+        return self.head(hidden.to(self.head.weight.dtype))
 
     def read(self, state: RSIMState) -> str:
         """The text this planner reads for `state`."""
@@ -142,9 +161,7 @@ class PolicyPlanner(nn.Module):
     def grow(self, library: StrategyLibrary) -> None:
         """Switch to `library`; rows of strategies this head already scored are kept, new rows start fresh."""
         old_rows = {sid: i for i, sid in enumerate(self.library.ids)}
-        new_head = nn.Linear(self.head.in_features, len(library)).to(self.head.weight.device)
-        nn.init.normal_(new_head.weight, std=0.02)
-        nn.init.zeros_(new_head.bias)
+        new_head = self.new_head(len(library)).to(self.head.weight.device)
         with torch.no_grad():
             for j, sid in enumerate(library.ids):
                 if sid in old_rows:

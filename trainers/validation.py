@@ -1,0 +1,114 @@
+"""Held-out validation during training, and the best checkpoint of both agents.
+
+Every `every` optimizer steps (and once before the first, after the warm-up) the run answers the
+validation problems greedily, with the live planner choosing its most likely strategy and the live
+reasoner decoding greedily: the way `python -m evals --method rsim` answers. When the accuracy beats
+every earlier one, both agents are saved to `<output_dir>/best/`; `python -m trainers.marl` ends by
+loading them back, so the final and bundled models are the best validated ones, not the last.
+
+Validation runs on the main process only, with the unwrapped models: fine for DDP and ZeRO-2, but
+under ZeRO-3 (sharded weights) set `--validation_steps 0`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+from rsim_graph.graph import build_graph, run_batch
+from rsim_graph.planners.policy import PolicyPlanner
+from rsim_graph.reasoners.hf import HFReasoner
+from rsim_graph.tasks.base import Problem
+
+logger = logging.getLogger(__name__)
+
+BEST_DIR = "best"
+RECORD = "validation.json"
+
+
+def greedy_accuracy(trainer, problems: list[Problem], limits: dict) -> float:
+    """Accuracy of the trainer's live planner (greedy) and reasoner (greedy) on `problems`."""
+    planner: PolicyPlanner = trainer.planner
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    was = (planner.greedy, planner.training, model.training)
+    planner.greedy = True
+    planner.eval()
+    model.eval()
+    try:
+        reasoner = HFReasoner(model, trainer.processing_class, temperature=0.0)
+        graph = build_graph(planner, reasoner, trainer.library, **limits)
+        with torch.no_grad():
+            states = run_batch(graph, [p.question for p in problems])
+    finally:
+        planner.greedy = was[0]
+        planner.train(was[1])
+        model.train(was[2])
+    delimiter = trainer.library.step_delimiter
+    right = [p.grade_output(s["answer"], delimiter.join(x["text"] for x in s["steps"])) for p, s in zip(problems, states, strict=True)]
+    return sum(right) / max(1, len(right))
+
+
+class Validation(TrainerCallback):
+    """Validates every `every` steps and keeps the best planner and reasoner in `<output_dir>/best/`.
+
+    Args:
+        trainer (`MARLTrainer`).
+        problems (`list[Problem]`): held out from training.
+        every (`int`): optimizer steps between validations (also run before the first step and after the last).
+        limits (`dict`): the graph's budgets for validation, as the final evaluation uses them.
+    """
+
+    def __init__(self, trainer, problems: list[Problem], every: int, limits: dict):
+        self.trainer = trainer
+        self.problems = problems
+        self.every = every
+        self.limits = limits
+        self.best_dir = Path(trainer.args.output_dir) / BEST_DIR
+        self.history: list[dict] = []
+        self.best: dict | None = None
+
+    def restore(self) -> None:
+        """Continue the record of an interrupted run (on resume)."""
+        path = self.best_dir / RECORD
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            self.history, self.best = saved["history"], saved["best"]
+
+    def validate(self, step: int) -> None:
+        if not self.trainer.accelerator.is_main_process or any(h["step"] == step for h in self.history):
+            return
+        acc = greedy_accuracy(self.trainer, self.problems, self.limits)
+        self.history.append({"step": step, "accuracy": acc})
+        logger.info("validation at step %d: %.1f%% (%d problems)", step, 100 * acc, len(self.problems))
+        if self.best is None or acc > self.best["accuracy"]:
+            self.best = {"step": step, "accuracy": acc}
+            model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+            model.save_pretrained(self.best_dir / "reasoner")
+            self.trainer.processing_class.save_pretrained(self.best_dir / "reasoner")
+            self.trainer.planner.save_pretrained(self.best_dir / "planner")
+        self.best_dir.mkdir(parents=True, exist_ok=True)
+        (self.best_dir / RECORD).write_text(json.dumps({"best": self.best, "history": self.history}, indent=2))
+        self.trainer.log({"val_accuracy": acc})
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.global_step == 0:
+            self.validate(0)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.every == 0 or state.global_step >= state.max_steps or control.should_training_stop:
+            self.validate(state.global_step)
+
+    def load_best(self) -> dict | None:
+        """Put the best validated weights back into the trainer's planner and reasoner; returns the best record."""
+        if self.best is None or not (self.best_dir / "planner").is_dir():
+            return None
+        from safetensors.torch import load_file
+
+        self.trainer.planner.load_state_dict(PolicyPlanner.from_pretrained(self.best_dir / "planner").state_dict())
+        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        model.load_state_dict(load_file(self.best_dir / "reasoner" / "model.safetensors"), strict=False)
+        return self.best
