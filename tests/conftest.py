@@ -58,6 +58,20 @@ class SlowReasoner(ScriptedReasoner):
         return super().step(request)
 
 
+def tiny_args(tmp_path, **overrides):
+    """A `MARLConfig` sized for the tiny test models: 4 prompts x 2 generations, 3 steps of 8 tokens."""
+    from trainers.marl_config import MARLConfig
+
+    kw = dict(
+        output_dir=str(tmp_path / "run"), per_device_train_batch_size=4, num_generations=2, gradient_accumulation_steps=1,
+        max_reasoning_steps=3, max_step_tokens=8, max_completion_length=32, max_steps=2, stage2_start_step=1,
+        learning_rate=1e-2, planner_learning_rate=1e-2, temperature=1.0, logging_steps=1, save_strategy="no",
+        report_to="none", bf16=False, gradient_checkpointing=False, seed=0, disable_tqdm=True,
+    )
+    kw.update(overrides)
+    return MARLConfig(**kw)
+
+
 @pytest.fixture
 def library() -> StrategyLibrary:
     return StrategyLibrary.default()
@@ -79,6 +93,18 @@ def tiny_lm_dir(tmp_path_factory, tiny_lm, tokenizer):
     path = tmp_path_factory.mktemp("tiny_lm")
     tiny_lm.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def planner_dir(tmp_path_factory, tokenizer):
+    """A saved untrained PolicyPlanner on a tiny backbone."""
+    from rsim_graph.planners.policy import PolicyPlanner
+
+    torch.manual_seed(1)
+    backbone = AutoModel.from_config(tiny_config(len(tokenizer), hidden=32, layers=2, heads=2))
+    path = tmp_path_factory.mktemp("planner")
+    PolicyPlanner(backbone, tokenizer, StrategyLibrary.default(), max_length=96, max_step_chars=24).save_pretrained(path)
     return path
 
 

@@ -11,7 +11,6 @@ from rsim_graph.tasks.arith_traces import (
     Trace,
     columns,
     injected_trace,
-    warmup_samples,
     zero_cot,
 )
 
@@ -102,9 +101,3 @@ def test_plain_chain_of_thought_takes_short_cuts_and_slips():
     assert right["expert"] - right["zero-cot"] > 0.3 * 600
 
 
-def test_warmup_set_is_formatted_but_wrong(library):
-    samples = warmup_samples(ArithWorld(split="train"), library, n=50)
-    assert len(samples) == 50
-    for s in samples:
-        assert extract_answer(s["completion"]) != s["answer"]
-        assert s["strategies"][-1] == "terminate" and "".join(s["step_texts"]).count("\\boxed") == 1

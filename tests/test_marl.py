@@ -16,7 +16,7 @@ import torch
 from rsim_graph.graph import build_graph, run_batch
 from rsim_graph.planners.policy import PolicyPlanner
 from rsim_graph.planners.simple import ScriptedPlanner
-from tests.conftest import ScriptedReasoner
+from tests.conftest import ScriptedReasoner, tiny_args
 from trainers.data import arith_dataset
 from trainers.marl import MARLScriptArguments
 from trainers.marl_config import MARLConfig
@@ -26,38 +26,14 @@ from trainers.rollout import prompt_question, trajectory_row
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def planner_dir(tmp_path_factory, tokenizer):
-    from transformers import AutoModel
-
-    from rsim_graph.strategies import StrategyLibrary
-    from rsim_graph.tiny import tiny_config
-
-    torch.manual_seed(1)
-    backbone = AutoModel.from_config(tiny_config(len(tokenizer), hidden=32, layers=2, heads=2))
-    path = tmp_path_factory.mktemp("planner")
-    PolicyPlanner(backbone, tokenizer, StrategyLibrary.default(), max_length=96, max_step_chars=24).save_pretrained(path)
-    return path
-
-
-def tiny_args(tmp_path, **overrides) -> MARLConfig:
-    kw = dict(
-        output_dir=str(tmp_path / "run"), per_device_train_batch_size=4, num_generations=2, gradient_accumulation_steps=1,
-        max_reasoning_steps=3, max_step_tokens=8, max_completion_length=32, max_steps=2, stage2_start_step=1,
-        learning_rate=1e-2, planner_learning_rate=1e-2, temperature=1.0, logging_steps=1, save_strategy="no",
-        report_to="none", bf16=False, gradient_checkpointing=False, seed=0, disable_tqdm=True,
-    )
-    kw.update(overrides)
-    return MARLConfig(**kw)
-
-
 def cli_args(tiny_lm_dir, planner_dir, out, *extra) -> list[str]:
     return [
         sys.executable, "-m", "trainers.marl", "--model_name_or_path", str(tiny_lm_dir), "--planner", str(planner_dir),
         "--output_dir", str(out), "--per_device_train_batch_size", "4", "--num_generations", "2",
         "--gradient_accumulation_steps", "1", "--max_reasoning_steps", "3", "--max_step_tokens", "8",
         "--max_completion_length", "32", "--eval_limit", "0", "--train_size", "64", "--logging_steps", "1",
-        "--learning_rate", "1e-3", "--max_train_seconds", "600", *extra,
+        "--learning_rate", "1e-3", "--max_train_seconds", "600", "--warmup_size", "8", "--validation_size", "8",
+        "--validation_steps", "2", *extra,
     ]
 
 
@@ -118,7 +94,7 @@ def test_a_few_steps_update_both_agents_and_switch_stage(tmp_path, tiny_lm, toke
     planner = PolicyPlanner.from_pretrained(planner_dir, seed=0)
     before_reasoner = {n: p.detach().clone() for n, p in model.named_parameters()}
     before_planner = {n: p.detach().clone() for n, p in planner.named_parameters()}
-    args = tiny_args(tmp_path, max_steps=3, stage2_start_step=2, planner_beta=0.1, planner_entropy_coef=0.01, planner_learning_rate=5e-3)
+    args = tiny_args(tmp_path, max_steps=3, stage2_start_step=2, planner_beta=0.1, planner_entropy_coef=0.0, planner_learning_rate=5e-3)
     trainer = MARLTrainer(model, planner, args, train_dataset=arith_dataset(32), processing_class=tokenizer)
     trainer.train()
 
@@ -207,12 +183,27 @@ def test_two_process_accelerate_launch_trains(tmp_path, tiny_lm_dir, planner_dir
     assert done.returncode == 0, done.stderr[-3000:]
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
-    trained = PolicyPlanner.from_pretrained(out / "planner")
-    initial = PolicyPlanner.from_pretrained(planner_dir)
-    assert not torch.equal(trained.head.weight, initial.head.weight)
-    # two ranks really ran: each saved its own RNG and sampler states
+    # two ranks really ran (warm-up, validation and training): each saved its own RNG and sampler states
     for name in ("rng_state_0.pth", "rng_state_1.pth", "samplers_0.pt", "samplers_1.pt"):
         assert (out / "checkpoint-2" / name).is_file(), name
+    assert (out / "planner" / "head.pt").is_file() and json.loads((out / "results.json").read_text())["steps"] == 2
+
+
+@pytest.mark.slow
+def test_two_ranks_hold_the_same_planner_after_training(tmp_path, tiny_lm_dir, planner_dir):
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "trainers/recipes/accelerate/multi_cpu.yaml"),
+        "--num_processes", "2", "--main_process_port", "29518", str(ROOT / "tests" / "two_ranks.py"), str(tiny_lm_dir), str(planner_dir), str(tmp_path),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"planner_rank{i}.pt", weights_only=True) for i in (0, 1)]
+    initial = PolicyPlanner.from_pretrained(planner_dir).state_dict()
+    assert ranks[0].keys() == ranks[1].keys() == initial.keys()
+    for key in ranks[0]:
+        assert torch.equal(ranks[0][key], ranks[1][key]), key  # the planner's gradients were averaged across ranks
+    assert not torch.equal(ranks[0]["head.weight"], initial["head.weight"])  # and it trained
 
 
 def test_recipes_load_through_trl_parser():

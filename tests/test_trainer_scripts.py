@@ -12,7 +12,7 @@ from rsim_graph.graph import build_graph, run_batch
 from rsim_graph.planners.simple import ScriptedPlanner
 from rsim_graph.reasoners.hf import HFReasoner
 from trainers.plots import plot_training
-from trainers.sft import build_warmup, tokenize_sample
+from trainers.sft import collect_warmup, tokenize_sample
 from trainers.vllm_rollout import LockstepServerReasoner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,10 +51,21 @@ def test_warmup_samples_mask_everything_but_the_reasoners_steps(tiny_lm, tokeniz
     assert sample["input_ids"][: len(q)] == q and sample["completion_mask"][: len(q)] == [0] * len(q)
     own = tokenizer.decode([t for t, m in zip(sample["input_ids"], sample["completion_mask"], strict=True) if m])
     assert own == "1+2 = 3\n\n\\boxed{3}\n\n"
-    samples = build_warmup("teacher", 20, reasoner, library)
-    assert len(samples) == 20 and all(len(s["input_ids"]) == len(s["completion_mask"]) for s in samples)
-    with pytest.raises(Exception, match="unknown warm-up source"):
-        build_warmup("nope", 1, reasoner, library)
+
+
+def test_warmup_keeps_only_the_reasoners_formatted_but_wrong_rollouts(hf_reasoner, library):
+    from tests.conftest import ScriptedReasoner
+
+    questions = [f"What is {i}+{i}?" for i in range(12)]
+    golds = [str(2 * i) for i in range(12)]
+    # The reasoner boxes 6 everywhere: right for question 3 only; the rest are formatted and wrong.
+    reasoner = ScriptedReasoner(answer="6")
+    samples, drawn = collect_warmup(ScriptedPlanner(["deep-think"]), reasoner, library, questions, golds, 5, chunk=4)
+    assert len(samples) == 5 and drawn == 8  # two chunks of 4 questions were needed
+    asked = {r.question for r in reasoner.requests}
+    assert len(asked) == 8
+    every, drawn_all = collect_warmup(ScriptedPlanner(["deep-think"]), ScriptedReasoner(answer="6"), library, questions, golds, 100)
+    assert len(every) == 11 and drawn_all == 12  # question 3 (6 is right) never becomes a sample
 
 
 def test_plots_are_written_from_the_log_history(tmp_path):
@@ -68,7 +79,7 @@ def test_plots_are_written_from_the_log_history(tmp_path):
 @pytest.mark.parametrize("script", ["sft", "grpo"])
 def test_scripts_train_and_save_a_reasoner(tmp_path, tiny_lm_dir, script):
     extra = {
-        "sft": ["--warmup_size", "16", "--per_device_train_batch_size", "8", "--max_steps", "2"],
+        "sft": ["--warmup_size", "16", "--train_size", "64", "--per_device_train_batch_size", "8", "--max_steps", "2"],
         "grpo": ["--per_device_train_batch_size", "4", "--num_generations", "2", "--gradient_accumulation_steps", "1",
                  "--max_completion_length", "16", "--max_steps", "2", "--train_size", "32", "--eval_limit", "0"],
     }[script]

@@ -118,7 +118,7 @@ def warm_up(script_args, training_args: MARLConfig, model, tokenizer, planner, l
         seed=training_args.seed, save_strategy="no", report_to="none", logging_steps=10, use_cpu=training_args.use_cpu,
         disable_tqdm=training_args.disable_tqdm,
     )
-    metrics = run_warmup(model, tokenizer, samples, args) if samples else {}
+    metrics = run_warmup(sampler, samples, library, args) if samples else {}
     logger.info("warm-up: %d samples from %d rollouts, %.0fs", len(samples), drawn, time.perf_counter() - start)
     return {"samples": len(samples), "rollouts": drawn, "seconds": round(time.perf_counter() - start, 1), "loss": metrics.get("train_loss")}
 

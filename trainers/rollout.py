@@ -19,6 +19,7 @@ from rsim_graph.graph import build_graph, run_batch
 from rsim_graph.planners.base import planner_text
 from rsim_graph.planners.policy import PolicyPlanner
 from rsim_graph.reasoners.base import Reasoner
+from rsim_graph.reasoners.hf import HFReasoner
 from rsim_graph.state import RSIMState, build_completion
 from rsim_graph.strategies import StrategyLibrary
 from trainers.vllm_rollout import LockstepServerReasoner
@@ -87,6 +88,11 @@ class GraphRollout:
         self.prepare(trainer)
         was_training = self.planner.training
         self.planner.eval()
+        # Eval mode for sampling: with gradient checkpointing on, a model in train mode refuses its KV cache.
+        model = self.reasoner.model if isinstance(self.reasoner, HFReasoner) else None
+        model_was_training = model is not None and model.training
+        if model is not None:
+            model.eval()
         try:
             # The plan node gives each trajectory a fresh id, so repeated prompts never share a prefix cache.
             states = run_batch(self.graph, [prompt_question(p) for p in prompts])
@@ -94,5 +100,7 @@ class GraphRollout:
                 self.reasoner.drain()  # every process makes the same number of server calls
         finally:
             self.planner.train(was_training)
+            if model is not None:
+                model.train(model_was_training)
         rows = [trajectory_row(s, self.library, self.planner.read) for s in states]
         return {key: [r[key] for r in rows] for key in rows[0]}

@@ -65,15 +65,16 @@ def tokenize_sample(reasoner: HFReasoner, question: str, steps: list[tuple[str, 
 def collect_warmup(
     planner: Planner, reasoner: HFReasoner, library: StrategyLibrary, questions: list[str], golds: list[str], n: int,
     *, seed: int = 0, max_steps: int = 12, max_step_tokens: int = 96, chunk: int = 64,
-) -> tuple[list[dict], int]:
-    """Up to `n` of the reasoner's own rollouts with R_format = 1 and R_acc = 0, tokenized; and how many were drawn.
+) -> tuple[list[tuple[str, list[tuple[str, str]]]], int]:
+    """Up to `n` of the reasoner's own rollouts with R_format = 1 and R_acc = 0, as `(question, [(strategy, text)])`;
+    and how many rollouts were drawn.
 
     Questions are visited in a seeded order, each once, so a question never gives two samples.
     """
     graph = build_graph(planner, reasoner, library, max_steps=max_steps, max_step_tokens=max_step_tokens)
     order = list(range(len(questions)))
     random.Random(seed).shuffle(order)
-    out: list[dict] = []
+    out: list[tuple[str, list[tuple[str, str]]]] = []
     drawn = 0
     for k in range(0, len(order), chunk):
         part = order[k : k + chunk]
@@ -82,16 +83,18 @@ def collect_warmup(
             texts = [s["text"] for s in state["steps"]]
             kw = {"step_texts": [texts], "step_delimiter": library.step_delimiter}
             if format_reward([""], **kw) == [1.0] and accuracy_reward([""], [golds[i]], **kw) == [0.0]:
-                out.append(tokenize_sample(reasoner, questions[i], [(s["strategy"], s["text"]) for s in state["steps"]], library))
+                out.append((questions[i], [(s["strategy"], s["text"]) for s in state["steps"]]))
         if len(out) >= n:
             return out[:n], drawn
     logger.warning("only %d warm-up samples found in %d questions (asked for %d)", len(out), len(questions), n)
     return out, drawn
 
 
-def run_warmup(model, tokenizer, samples: list[dict], args: SFTConfig) -> dict:
-    """One SFT pass over the warm-up samples (the model is trained in place); returns TRL's train metrics."""
-    trainer = SFTTrainer(model=model.train(), args=args, train_dataset=Dataset.from_list(samples), processing_class=tokenizer)
+def run_warmup(reasoner: HFReasoner, samples: list[tuple[str, list[tuple[str, str]]]], library: StrategyLibrary, args: SFTConfig) -> dict:
+    """One SFT pass over the warm-up trajectories (the reasoner's model is trained in place); returns TRL's train metrics."""
+    rows = [tokenize_sample(reasoner, q, steps, library) for q, steps in samples]
+    model = reasoner.model.train()
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=reasoner.tokenizer)
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     return result.metrics
 
@@ -111,7 +114,7 @@ def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: 
         max_steps=script_args.max_reasoning_steps, max_step_tokens=script_args.max_step_tokens,
     )
     logger.info("warm-up set: %d samples from %d rollouts", len(samples), drawn)
-    run_warmup(model, tokenizer, samples, training_args)
+    run_warmup(sampler, samples, library, training_args)
     trainer_out = Path(training_args.output_dir) / "reasoner"
     model.save_pretrained(trainer_out)
     tokenizer.save_pretrained(trainer_out)

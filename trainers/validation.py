@@ -92,7 +92,8 @@ class Validation(TrainerCallback):
             self.trainer.planner.save_pretrained(self.best_dir / "planner")
         self.best_dir.mkdir(parents=True, exist_ok=True)
         (self.best_dir / RECORD).write_text(json.dumps({"best": self.best, "history": self.history}, indent=2))
-        self.trainer.log({"val_accuracy": acc})
+        # Logged with the step's other metrics: a log call of its own would run collectives on one rank only.
+        self.trainer._metrics["train"]["val_accuracy"].append(acc)
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.global_step == 0:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from rsim_graph.state import completion_text
 from rsim_graph.strategies import StrategyLibrary
 from rsim_graph.tasks.arith import Op, apply, hard
 from rsim_graph.tasks.base import Problem
@@ -180,24 +179,3 @@ def injected_trace(problem: Problem, rng: random.Random, slip: float, library: S
         steps.append((s, t.step(s)))
         if s == library.terminal_id:
             return steps
-
-
-def warmup_samples(world, library: StrategyLibrary, n: int = 1000, slip: float = 0.4, max_tries: int = 100_000) -> list[dict]:
-    """The paper's format warm-up set: `n` trajectories that are correctly formatted but solved incorrectly.
-
-    Each sample is `{"question", "answer", "strategies", "step_texts", "completion"}`, where
-    `completion` is the reasoner's assistant text with the injected strategy prompts in place.
-    """
-    from rsim_graph.rewards import accuracy_reward, format_reward
-
-    out = []
-    for i in range(max_tries):
-        if len(out) == n:
-            return out
-        p = world.problem(i)
-        steps = injected_trace(p, random.Random(i), slip, library, expert=i % 2 == 0)
-        texts = [t for _, t in steps]
-        completion = completion_text([{"injected": library.render(s), "text": t} for s, t in steps], library.step_delimiter)
-        if format_reward([completion], step_texts=[texts]) == [1.0] and accuracy_reward([completion], [p.answer]) == [0.0]:
-            out.append({"question": p.question, "answer": p.answer, "strategies": [s for s, _ in steps], "step_texts": texts, "completion": completion})
-    raise RuntimeError(f"only {len(out)} warm-up samples in {max_tries} problems; raise slip or max_tries")
