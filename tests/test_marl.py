@@ -214,11 +214,12 @@ def test_recipes_load_through_trl_parser():
     for recipe in recipes:
         if recipe.name.startswith(("sft", "grpo")):
             continue
-        _, cfg, _ = TrlParser((MARLScriptArguments, MARLConfig, ModelConfig)).parse_args_and_config(
+        script, cfg, _ = TrlParser((MARLScriptArguments, MARLConfig, ModelConfig)).parse_args_and_config(
             ["--config", str(recipe), "--output_dir", "/tmp/x", "--bf16", "false", "--use_cpu", "true"]
         )
         assert cfg.lambda_stage1 == 0.7 and cfg.lambda_stage2 == 0.3, recipe.name
         assert cfg.num_generations >= 2
+        assert script.warmup and script.warmup_size == 1000, recipe.name  # the main job warms up on the recipe's own task
     paper = TrlParser((MARLScriptArguments, MARLConfig, ModelConfig)).parse_args_and_config(
         ["--config", str(ROOT / "trainers/recipes/qwen2.5-0.5b_planner-7b_math.yaml"), "--bf16", "false", "--use_cpu", "true", "--learning_rate", "3e-6"]
     )

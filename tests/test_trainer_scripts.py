@@ -100,3 +100,25 @@ def test_scripts_give_one_line_errors(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert bad.returncode == 2 and "lambda_stage2=2.0 is outside [0, 1]" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_ablation_table_reads_recorded_runs_and_rejects_unknown_rows(tmp_path):
+    import json
+
+    from trainers.ablate import main, table
+
+    def run(acc, alone, share, top):
+        after = {"rSIM planner": {"accuracy": acc, "top_share": share, "top_strategy": top}, "ZeroCoT": {"accuracy": alone}}
+        return {"after": after, "steps": 100, "train_seconds": 900.0}
+
+    for seed, acc in enumerate([0.6, 0.7]):
+        (tmp_path / "full").mkdir(exist_ok=True)
+        (tmp_path / "full" / f"seed{seed}.json").write_text(json.dumps(run(acc, 0.1, 0.5, "deep-think")))
+    (tmp_path / "grpo").mkdir()
+    (tmp_path / "grpo" / "seed0.json").write_text(json.dumps({"after": {"ZeroCoT": {"accuracy": 0.2}}, "steps": 700, "train_seconds": 900.0}))
+    lines = {line.split(" | ")[0].strip("| "): line for line in table(tmp_path).splitlines()}
+    assert "| full | 2 | 65.0 ± 7.1 | 10.0 ± 0.0 | 50.0 ± 0.0 (deep-think) | 100 | 900 |" == lines["full"]
+    assert "| grpo | 1 | - | 20.0 ± 0.0 | - | 700 | 900 |" == lines["grpo"]
+    assert "not run" in lines["no-penalty"]
+    assert main(["--rows", "full,nope", "--results_dir", str(tmp_path)]) == 2
+    assert main(["--rows", "grpo", "--seeds", "5", "--results_dir", str(tmp_path)]) == 2  # needs row full's seconds for seed 5

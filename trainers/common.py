@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import torch
@@ -71,8 +72,12 @@ def evaluate_arith(methods: dict[str, str], model, tokenizer, library: StrategyL
     try:
         for label, method in methods.items():
             summary, records = evaluate(method, problems, reasoner, library)
-            used = sorted({s for r in records for s in r["strategies"]})
-            out[label] = {"accuracy": summary.accuracy, "n": summary.n, "distinct_strategies": len(used), "strategies": used}
+            counts = Counter(s for r in records for s in r["strategies"])
+            top = counts.most_common(1)[0] if counts else (None, 0)
+            out[label] = {
+                "accuracy": summary.accuracy, "n": summary.n, "distinct_strategies": len(counts), "strategies": sorted(counts),
+                "top_strategy": top[0], "top_share": top[1] / max(1, counts.total()),  # the most used strategy's share of all steps
+            }
     finally:
         if model is not None:
             model.train(was_training)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,13 +53,16 @@ def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args
     arith = script_args.task == "arith" and script_args.eval_limit > 0 and trainer.accelerator.is_main_process
     library = StrategyLibrary.default()
     before = evaluate_arith({"ZeroCoT": "zero-cot"}, model, tokenizer, library, script_args.eval_limit) if arith else {}
+    start = time.perf_counter()
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_seconds = time.perf_counter() - start
     out = Path(training_args.output_dir)
     trainer.save_model(str(out / "reasoner"))
     if not (trainer.accelerator.is_main_process and arith):
         return ""
     after = evaluate_arith({"ZeroCoT": "zero-cot"}, model, tokenizer, library, script_args.eval_limit)
-    (out / "results.json").write_text(json.dumps({"before": before, "after": after, "steps": trainer.state.global_step}, indent=2))
+    record = {"seed": training_args.seed, "steps": trainer.state.global_step, "train_seconds": round(train_seconds, 1), "before": before, "after": after}
+    (out / "results.json").write_text(json.dumps(record, indent=2))
     b, a = before["ZeroCoT"]["accuracy"], after["ZeroCoT"]["accuracy"]
     return f"| Method | before | after |\n|---|---|---|\n| GRPO reasoner, ZeroCoT | {100 * b:.1f}% | {100 * a:.1f}% |"
 
