@@ -173,6 +173,11 @@ def test_planner_input_keeps_the_question_when_cut(tokenizer, tiny_backbone, lib
     assert len(ids) == 64
     assert ids[: len(q)] == q  # the question survives
     assert ids[-len(tokenizer("\n[next]", add_special_tokens=False)["input_ids"]) :] == tokenizer("\n[next]", add_special_tokens=False)["input_ids"]
+    long_question = "Compute " + "+".join(str(i) for i in range(60)) + "."
+    text = long_question + "\n[understand] Known.\n[next]"
+    ids = planner.token_ids(text)
+    steps = tokenizer("\n[understand] Known.\n[next]", add_special_tokens=False)["input_ids"]
+    assert len(ids) == 64 and ids[-len(steps) :] == steps  # short steps are kept whole; the question gets the rest
     short = question + "\n[next]"
     assert planner.token_ids(short) == tokenizer(short, add_special_tokens=False)["input_ids"]  # short texts are untouched
 

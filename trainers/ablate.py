@@ -20,7 +20,8 @@ Rows:
 - `planner-only`: the reasoner is frozen (learning rate 0, no warm-up).
 - `reasoner-only`: the planner is frozen at its initialisation (learning rate 0).
 - `grpo`: plain GRPO on the reasoner (`python -m trainers.grpo`), for as many seconds as the `full` run of
-  the same seed trained; its accuracy is the reasoner alone, as it has no planner.
+  the same seed trained (its `train_seconds`: the training loop with its validations, in its last
+  session if it was resumed); its accuracy is the reasoner alone, as it has no planner.
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list
 from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, SFTConfig
@@ -107,10 +109,15 @@ def warm_up(script_args, training_args: MARLConfig, model, tokenizer, planner, l
 
     start = time.perf_counter()
     sampler = HFReasoner(model.eval(), tokenizer, temperature=script_args.warmup_temperature, seed=training_args.seed)
-    samples, drawn = collect_warmup(
-        planner, sampler, library, data["prompt"], data["solution"], script_args.warmup_size, seed=training_args.seed,
-        max_steps=training_args.max_reasoning_steps, max_step_tokens=training_args.max_step_tokens,
-    )
+    samples, drawn = [], 0
+    state = PartialState()
+    if state.is_main_process:  # one set for every rank: their SFT passes must take the same number of steps
+        samples, drawn = collect_warmup(
+            planner, sampler, library, data["prompt"], data["solution"], script_args.warmup_size, seed=training_args.seed,
+            max_steps=training_args.max_reasoning_steps, max_step_tokens=training_args.max_step_tokens,
+        )
+    if state.num_processes > 1:
+        samples, drawn = broadcast_object_list([samples, drawn])
     args = SFTConfig(
         output_dir=str(Path(training_args.output_dir) / "warmup"), per_device_train_batch_size=training_args.per_device_train_batch_size,
         num_train_epochs=1, learning_rate=script_args.warmup_learning_rate, lr_scheduler_type="constant",
@@ -129,8 +136,8 @@ def main(script_args: MARLScriptArguments, training_args: MARLConfig, model_args
     library = load_strategies(script_args.strategies)
     planner = load_starting_planner(script_args, library, training_args.seed)
     tokenizer, model = load_model(model_args.model_name_or_path, model_args.dtype, model_args.attn_implementation)
-    data = load_task(
-        script_args.task, n=script_args.train_size + script_args.validation_size, seed=training_args.seed,
+    data = load_task(  # train_size 0 means the whole set; validation rows come off its end either way
+        script_args.task, n=script_args.train_size and script_args.train_size + script_args.validation_size, seed=training_args.seed,
         split=script_args.dataset_split, question_field=script_args.question_field, answer_field=script_args.answer_field,
     )
     if script_args.validation_size >= len(data):

@@ -6,8 +6,9 @@ reasoner decoding greedily: the way `python -m evals --method rsim` answers. Whe
 every earlier one, both agents are saved to `<output_dir>/best/`; `python -m trainers.marl` ends by
 loading them back, so the final and bundled models are the best validated ones, not the last.
 
-Validation runs on the main process only, with the unwrapped models: fine for DDP and ZeRO-2, but
-under ZeRO-3 (sharded weights) set `--validation_steps 0`.
+Validation runs on the main process only, with the unwrapped models, while the other ranks wait: fine for
+DDP and ZeRO-2 (raise `ddp_timeout` for long validations), but under ZeRO-3 (sharded weights) set
+`--validation_size 0`. It uses at most 12 steps a problem, as the final evaluation does.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class Validation(TrainerCallback):
         self.best: dict | None = None
 
     def restore(self) -> None:
-        """Continue the record of an interrupted run (on resume)."""
+        """Continue the record of an interrupted run (on resume; `on_train_begin` drops what the checkpoint did not reach)."""
         path = self.best_dir / RECORD
         if path.is_file():
             saved = json.loads(path.read_text())
@@ -96,6 +97,11 @@ class Validation(TrainerCallback):
         self.trainer._metrics["train"]["val_accuracy"].append(acc)
 
     def on_train_begin(self, args, state, control, **kwargs):
+        # Validations after the resumed checkpoint belong to steps that will be run again.
+        self.history = [h for h in self.history if h["step"] <= state.global_step]
+        if self.best is not None and self.best["step"] > state.global_step:
+            logger.warning("the best pair (step %d) is newer than the checkpoint (step %d): validating afresh", self.best["step"], state.global_step)
+            self.best = None  # the next validation saves a new best pair
         if state.global_step == 0:
             self.validate(0)
 
@@ -111,5 +117,8 @@ class Validation(TrainerCallback):
 
         self.trainer.planner.load_state_dict(PolicyPlanner.from_pretrained(self.best_dir / "planner").state_dict())
         model = self.trainer.accelerator.unwrap_model(self.trainer.model)
-        model.load_state_dict(load_file(self.best_dir / "reasoner" / "model.safetensors"), strict=False)
+        result = model.load_state_dict(load_file(self.best_dir / "reasoner" / "model.safetensors"), strict=False)
+        tied = {k for k in result.missing_keys if k.endswith("lm_head.weight")}  # tied to the embeddings, saved once
+        if result.unexpected_keys or set(result.missing_keys) - tied:
+            raise RuntimeError(f"best reasoner in {self.best_dir} does not match the model: {result.unexpected_keys or result.missing_keys}")
         return self.best

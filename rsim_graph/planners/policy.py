@@ -97,16 +97,19 @@ class PolicyPlanner(nn.Module):
     def token_ids(self, text: str) -> list[int]:
         """At most `max_length` tokens of `text`; a longer text keeps the question and drops the oldest steps.
 
-        The question (up to half of `max_length`) is what the planner plans for, so it is never the part cut.
+        The question is what the planner plans for: it keeps at least half of `max_length` (more when the
+        steps are short), and the oldest steps are cut first.
         """
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         if len(ids) <= self.max_length:
             return ids
         cut = text.find("\n[")  # the first step marker: user text cannot forge one (`planner_text` defuses it)
         cut = len(text) if cut < 0 else cut
-        question = self.tokenizer(text[:cut], add_special_tokens=False)["input_ids"][: self.max_length // 2]
+        question = self.tokenizer(text[:cut], add_special_tokens=False)["input_ids"]
         steps = self.tokenizer(text[cut:], add_special_tokens=False)["input_ids"]
-        return question + steps[len(steps) - (self.max_length - len(question)) :]
+        keep_q = min(len(question), max(self.max_length // 2, self.max_length - len(steps)))  # the steps' spare room goes to the question
+        keep_s = self.max_length - keep_q
+        return question[:keep_q] + (steps[len(steps) - keep_s :] if keep_s else [])
 
     def forward(self, texts: list[str]) -> torch.Tensor:
         """Logits over the library, (B, n_strategies)."""
