@@ -118,6 +118,20 @@ def table(results_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def method_table(results_dir: Path, row: str = "full") -> str:
+    """Every method of one row's before/after evaluation, mean ± std over its recorded seeds."""
+    records = [json.loads(p.read_text()) for p in sorted((results_dir / row).glob("seed*.json"))]
+    if not records:
+        return f"(row {row}: no recorded runs)"
+    seeds = ", ".join(str(r["seed"]) for r in records)
+    lines = [f"| Method (row {row}, seeds {seeds}) | before | after |", "|---|---|---|"]
+    for label in records[0]["after"]:
+        before = [r["before"][label]["accuracy"] for r in records if label in r.get("before", {})]
+        after = [r["after"][label]["accuracy"] for r in records if label in r["after"]]
+        lines.append(f"| {label} | {mean_std(before)} | {mean_std(after)} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(prog="python -m trainers.ablate", description=__doc__.split("\n\n")[0])
@@ -144,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    report = table(results_dir)
+    report = table(results_dir) + "\n\n" + method_table(results_dir)
     (results_dir / "ablation.md").parent.mkdir(parents=True, exist_ok=True)
     (results_dir / "ablation.md").write_text(report + "\n")
     print(report)
