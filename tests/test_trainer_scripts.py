@@ -122,3 +122,12 @@ def test_ablation_table_reads_recorded_runs_and_rejects_unknown_rows(tmp_path):
     assert "not run" in lines["no-penalty"]
     assert main(["--rows", "full,nope", "--results_dir", str(tmp_path)]) == 2
     assert main(["--rows", "grpo", "--seeds", "5", "--results_dir", str(tmp_path)]) == 2  # needs row full's seconds for seed 5
+
+
+def test_credit_splits_reward_variance_into_reasoner_and_planner_parts():
+    from trainers.credit import decompose
+
+    # One group of 4: the same sequence twice with different outcomes (the reasoner's doing), and two
+    # sequences whose outcomes differ as a whole (the planner's doing).
+    parts = decompose([1, 0, 1, 1, 0, 0, 1, 1], [("a",), ("a",), ("b",), ("b",), ("c",), ("c",), ("d",), ("d",)], 4)
+    assert parts == {"total": 0.75 + 1.0, "same_sequence": 0.5, "between_sequences": 0.25 + 1.0}
