@@ -21,7 +21,9 @@ def test_stream_steps_example_runs():
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "stream_steps.py"), "Compute (12+7)*3."], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
-    assert lines[0].startswith("-> understand") and lines[-1].startswith("answer: ")
+    first = lines[0].removeprefix("-> ").removesuffix(" (forced)")
+    assert lines[0].startswith("-> ") and first in StrategyLibrary.default().ids, lines[0]
+    assert lines[-1].startswith("answer: ")
 
 
 def run_example(name: str, *args: str, env: dict | None = None) -> list[str]:
