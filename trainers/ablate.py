@@ -92,8 +92,9 @@ def save_record(row: str, seed: int, out: Path, results_dir: Path, cmd: str) -> 
 def mean_std(values: list[float]) -> str:
     if not values:
         return "-"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.fmean(values):.1f} ± {100 * std:.1f}"
+    if len(values) == 1:  # one seed has no spread to show
+        return f"{100 * values[0]:.1f}"
+    return f"{100 * statistics.fmean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
 
 
 def table(results_dir: Path) -> str:
