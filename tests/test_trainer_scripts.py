@@ -105,7 +105,7 @@ def test_scripts_give_one_line_errors(tmp_path):
 def test_ablation_table_reads_recorded_runs_and_rejects_unknown_rows(tmp_path):
     import json
 
-    from trainers.ablate import main, table
+    from trainers.ablate import cli, table
 
     def run(acc, alone, share, top):
         after = {"rSIM planner": {"accuracy": acc, "top_share": share, "top_strategy": top}, "ZeroCoT": {"accuracy": alone}}
@@ -120,8 +120,8 @@ def test_ablation_table_reads_recorded_runs_and_rejects_unknown_rows(tmp_path):
     assert "| full | 2 | 65.0 ± 7.1 | 10.0 ± 0.0 | 50.0 ± 0.0 (deep-think) | 100 | 900 |" == lines["full"]
     assert "| grpo | 1 | - | 20.0 | - | 700 | 900 |" == lines["grpo"]
     assert "not run" in lines["no-penalty"]
-    assert main(["--rows", "full,nope", "--results_dir", str(tmp_path)]) == 2
-    assert main(["--rows", "grpo", "--seeds", "5", "--results_dir", str(tmp_path)]) == 2  # needs row full's seconds for seed 5
+    assert cli(["--rows", "full,nope", "--results_dir", str(tmp_path)]) == 2
+    assert cli(["--rows", "grpo", "--seeds", "5", "--results_dir", str(tmp_path)]) == 2  # needs row full's seconds for seed 5
 
 
 def test_credit_splits_reward_variance_into_reasoner_and_planner_parts():

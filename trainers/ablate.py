@@ -133,7 +133,8 @@ def method_table(results_dir: Path, row: str = "full") -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> str:
+    """Run what is asked and not yet recorded; returns the tables. Bad rows, seeds or runs raise with the fix."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(prog="python -m trainers.ablate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated rows (default: all): {', '.join(ROWS)}")
@@ -145,26 +146,31 @@ def main(argv: list[str] | None = None) -> int:
     results_dir = Path(args.results_dir)
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = [r for r in rows if r not in ROWS]
-    try:
-        if unknown:
-            raise ValueError(f"unknown row {unknown[0]!r}; choose from {', '.join(ROWS)}")
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-        if not args.table:
-            for row in sorted(rows, key=lambda r: r == "grpo"):  # grpo needs the full row's seconds
-                for seed in seeds:
-                    if result_path(results_dir, row, seed).is_file():
-                        logger.info("%s seed %d: recorded, skipped", row, seed)
-                        continue
-                    run(row, seed, Path(args.output_dir), results_dir, extra)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if unknown:
+        raise ValueError(f"unknown row {unknown[0]!r}; choose from {', '.join(ROWS)}")
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    if not args.table:
+        for row in sorted(rows, key=lambda r: r == "grpo"):  # grpo needs the full row's seconds
+            for seed in seeds:
+                if result_path(results_dir, row, seed).is_file():
+                    logger.info("%s seed %d: recorded, skipped", row, seed)
+                    continue
+                run(row, seed, Path(args.output_dir), results_dir, extra)
     report = table(results_dir) + "\n\n" + method_table(results_dir)
     (results_dir / "ablation.md").parent.mkdir(parents=True, exist_ok=True)
     (results_dir / "ablation.md").write_text(report + "\n")
+    return report
+
+
+def cli(argv: list[str] | None = None) -> int:
+    try:
+        report = main(argv)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(report)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import defaultdict
 
 from rsim_graph.graph import build_graph, run_batch
@@ -46,7 +45,8 @@ def decompose(rewards: list[float], sequences: list[tuple[str, ...]], group: int
     return {"total": round(total, 4), "same_sequence": round(same, 4), "between_sequences": round(between, 4)}
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> dict:
+    """Sample the rollouts and return the variance split (see the module docstring)."""
     p = argparse.ArgumentParser(prog="python -m trainers.credit", description=__doc__.split("\n\n")[0])
     p.add_argument("--planner", required=True, help="a planner checkpoint directory")
     p.add_argument("--reasoner", required=True, help="a reasoner model directory")
@@ -66,9 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     rewards = [accuracy_reward([""], [g], step_texts=[[s["text"] for s in st["steps"]]])[0] for st, g in zip(states, golds, strict=True)]
     parts = decompose(rewards, [tuple(s["strategy"] for s in st["steps"]) for st in states], args.group)
     share = parts["same_sequence"] / parts["total"] if parts["total"] else 0.0
-    print(json.dumps({"accuracy": sum(rewards) / len(rewards), **parts, "reasoner_share": round(share, 3)}))
-    return 0
+    return {"accuracy": sum(rewards) / len(rewards), **parts, "reasoner_share": round(share, 3)}
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    print(json.dumps(main()))
