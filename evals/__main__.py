@@ -23,6 +23,7 @@ from evals.report import plot, score_table, token_table
 from evals.runner import evaluate
 from rsim_graph.errors import InputError, RSIMError
 from rsim_graph.loading import ASSETS, BUNDLED_PLANNER, BUNDLED_REASONER, load_reasoner
+from rsim_graph.models import model_label
 from rsim_graph.strategies import load_strategies
 from rsim_graph.tasks.arith import ArithWorld
 from rsim_graph.tasks.benchmarks import ANSWER_TYPES, TASKS, load_problems
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> str:
         base_url=args.reasoner_base_url, model_name=args.reasoner_model, api_key=args.api_key,
         temperature=0.0, seed=args.seed, max_retries=args.max_retries,
     )
-    name = Path(args.reasoner or str(BUNDLED_REASONER)).name
+    name = model_label(args.reasoner or str(BUNDLED_REASONER))
     model = args.reasoner_model or (f"tiny {name} (bundled)" if bundled else name)
     out_dir = args.output_dir
     (out_dir / "records").mkdir(parents=True, exist_ok=True)

@@ -168,10 +168,11 @@ def _graph_record(i: int, p: Problem, out, seconds: float) -> dict:
     if out is None or isinstance(out, BaseException):
         return _failed(i, p, f"{type(out).__name__}: {out}")
     text = "\n\n".join(s["text"] for s in out["steps"])
+    pred = extract_answer(text)  # graded like a single reply: never the terminating step's prose
     return {
         **_base(i, p),
-        "prediction": out["answer"],
-        "correct": p.grade_output(out["answer"], text),
+        "prediction": pred,
+        "correct": p.grade_output(pred, text),
         "strategies": [s["strategy"] for s in out["steps"]],
         "tokens": out["usage"]["reasoner_tokens"],
         "seconds": seconds,

@@ -30,6 +30,9 @@ for _name in ("math_verify.parser", "math_verify.grader"):
 
 MAX_ANSWER_CHARS = 1000  # longer "answers" are not graded: they are not answers, and sympy may stall on them
 GRADE_TIMEOUT_S = 5.0
+# Trailing words after a number: units ("128 apples", "18 dollars", "3 hours"), at most three words.
+# Not single letters or "pi": "2 x" and "2 pi" are expressions, not 2.
+_UNIT = re.compile(r"(?<=\d)\s*(?:%|(?:\s*(?!pi\b)[A-Za-z][A-Za-z.']+){1,3})$")
 _NUMBER = re.compile(r"^[-+]?(\d{1,3}(,\d{3})+|\d+)?(\.\d+)?$|^[-+]?\d+/\d+$")
 
 
@@ -54,22 +57,39 @@ def extract_boxed(text: str) -> str | None:
     return None
 
 
+_HASHES = re.compile(r"####[ \t]*([^\n]*\S)")
+_ANSWER_IS = re.compile(r"\b(?:the )?(?:final )?answer is\s*:?\s*([^\n]*?)\s*\.?\s*(?:\n|$)", re.IGNORECASE)
+
+
 def extract_answer(text: str) -> str | None:
-    """The answer in a completion: the last `\\boxed{}`, else GSM8K's `#### N` line.
+    """The answer a completion states, or None: never free prose.
+
+    In order: the last `\\boxed{}` (MATH, AIME and our strategy prompts); else the last `#### N` line
+    (GSM8K's reference format); else the last "The answer is X" (the chain-of-thought prompting
+    convention). The last number of the text (lm-eval's "flexible extract") is deliberately not used:
+    it grades a sentence such as "we need to find out how much feed 20 chickens need" as 20.
 
     >>> extract_answer("Natalia sold 48+24 = 72 clips.\\n#### 72")
     '72'
+    >>> extract_answer("#### 3200\\nThe answer is: 3200"), extract_answer("So the answer is 42 apples.")
+    ('3200', '42 apples')
+    >>> extract_answer("we need to find out how many cups feed 20 chickens.") is None
+    True
     """
     boxed = extract_boxed(text)
     if boxed is not None:
         return boxed
-    m = re.search(r"####\s*(.+?)\s*$", text.strip())
-    return m.group(1).strip() if m else None
+    for pattern in (_HASHES, _ANSWER_IS):
+        found = [m.group(1).strip() for m in pattern.finditer(text) if m.group(1).strip()]
+        if found:
+            return found[-1]
+    return None
 
 
 def _as_number(s: str) -> Fraction | None:
     s = s.strip().strip("$").replace("\\!", "").strip()
     s = re.sub(r"^\\text\{(.*)\}$", r"\1", s)
+    s = _UNIT.sub("", s).strip().strip("$").strip()  # "128 apples", "$18", "45%": the number is the answer
     if not _NUMBER.match(s) or s in {"", "+", "-", "."}:
         return None
     try:

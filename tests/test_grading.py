@@ -15,6 +15,11 @@ from rsim_graph.grading import extract_answer, extract_boxed, grade, grade_compl
         ("He has 5 + 3 = 8.\n#### 8", "8"),
         ("no answer here", None),
         ("\\boxed{unclosed", None),
+        ("#### 3200\nThe answer is: 3200", "3200"),  # `#### N` need not end the text
+        ("#### 12\nthen #### 13\n", "13"),
+        ("Adding up, the final answer is 45 apples.\nDone.", "45 apples"),
+        # prose that merely mentions a number is not an answer: this sentence once graded correct against gold 20
+        ("To solve this problem, we need to find out how many cups of feed are needed to feed 20 chickens.", None),
     ],
 )
 def test_extract_answer(text, expected):
@@ -35,6 +40,11 @@ def test_extract_answer(text, expected):
         (None, "6", False),
         ("", "6", False),
         ("9" * 2000, "9", False),
+        ("128", "128 apples", True),  # golds and answers with units grade as numbers
+        ("42 apples", "42", True),
+        ("$18", "18", True),
+        ("2 pi", "2", False),  # but an expression is not a unit
+        ("2 x", "2", False),
     ],
 )
 def test_grade(pred, gold, ok):
@@ -54,3 +64,12 @@ def test_grading_works_off_the_main_thread():
 def test_grade_completion_and_boxed_nesting():
     assert grade_completion("steps...\n\\boxed{187}", "187")
     assert extract_boxed("\\boxed{a{b}c}") == "a{b}c"
+
+
+def test_a_run_that_ends_in_prose_is_graded_wrong_like_a_single_reply():
+    from rsim_graph.tasks.base import Problem
+
+    prose = "To solve this problem, we need to find out how many cups of feed are needed to feed 20 chickens."
+    assert not grade_completion(prose, "20")
+    assert not Problem("How many cups?", "20", kind="numeric").grade_output(extract_answer(prose), prose)
+    assert grade_completion("we feed 20 chickens.\n\nThe answer is 20.", "20")

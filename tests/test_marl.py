@@ -79,6 +79,7 @@ def test_prompt_question_reads_strings_and_conversations():
         ({"max_step_tokens": 64}, "exceeds max_completion_length"),
         ({"planner_beta": -0.1}, "planner_beta=-0.1 is negative"),
         ({"planner_reward_weights": [1.0, 1.0]}, "give three, for R_acc, R_penalty and R_terminal"),
+        ({"ddp_find_unused_parameters": True}, "DDP would mark ready twice"),
     ],
 )
 def test_config_errors_say_what_to_fix(tmp_path, overrides, message):
@@ -98,6 +99,7 @@ def test_a_few_steps_update_both_agents_and_switch_stage(tmp_path, tiny_lm, toke
     trainer = MARLTrainer(model, planner, args, train_dataset=arith_dataset(32), processing_class=tokenizer)
     trainer.train()
 
+    assert not hasattr(model, "rsim_planner")  # attached only while training
     changed_r = [n for n, p in model.named_parameters() if not torch.equal(p, before_reasoner[n])]
     changed_p = [n for n, p in planner.named_parameters() if not torch.equal(p, before_planner[n])]
     assert changed_r, "the reasoner did not change"

@@ -198,3 +198,36 @@ def test_planner_on_a_bf16_backbone_chooses_and_trains(tmp_path, tokenizer, libr
     assert planner.head.weight.grad is not None and planner.head.weight.grad.dtype == torch.bfloat16
     planner.grow(library.extend([Strategy(id="estimate", name="Estimate", description="Size.", prompt="Estimate the size.", follow="about")]))
     assert planner.head.weight.shape[0] == len(library) + 1 and planner.head.weight.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("planner_checkpointing", [False, True])
+def test_one_module_holds_both_agents_and_each_keeps_its_own_checkpointing(tmp_path, tiny_lm, tokenizer, planner_dir, planner_checkpointing):
+    from safetensors import safe_open
+    from transformers import TrainerCallback
+
+    trainer = make_trainer(
+        tmp_path, tiny_lm, tokenizer, planner_dir, max_steps=1, save_strategy="steps", save_steps=1,
+        gradient_checkpointing=True, planner_gradient_checkpointing=planner_checkpointing,
+    )
+    seen = {}
+
+    class Look(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            with trainer.reasoner_only() as reasoner:
+                seen["reasoner_keys"] = set(reasoner.state_dict())
+            seen.update(
+                attached=trainer.model.get_submodule("rsim_planner") is trainer.planner,  # what accelerate prepared holds both
+                reasoner=trainer.model.is_activation_checkpointing, planner=trainer.planner.backbone.is_activation_checkpointing,
+            )
+
+    trainer.add_callback(Look())
+    trainer.train()
+    assert seen["attached"] and not hasattr(trainer.model, "rsim_planner")  # and the caller gets the reasoner back alone
+    assert seen["reasoner"] is True and seen["planner"] is planner_checkpointing
+    *reasoner_groups, planner_group = trainer.optimizer.param_groups
+    assert {id(p) for p in planner_group["params"]} == trainer.planner_ids
+    assert not any(id(p) in trainer.planner_ids for g in reasoner_groups for p in g["params"])
+    with safe_open(str(tmp_path / "run" / "checkpoint-1" / "model.safetensors"), "pt") as f:
+        saved = set(f.keys())
+    assert saved <= seen["reasoner_keys"] and not any(k.startswith("rsim_planner.") for k in saved)
+    assert not any(k.startswith("rsim_planner.") for k in seen["reasoner_keys"])

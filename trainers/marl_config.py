@@ -91,6 +91,12 @@ class MARLConfig(GRPOConfig):
                 f"stage2_start_step={self.stage2_start_step} is negative; use 0 to run stage 2 alone, "
                 "or leave it unset to switch halfway through max_steps"
             )
+        if self.ddp_find_unused_parameters:
+            raise ValueError(
+                "ddp_find_unused_parameters=True cannot train rSIM: the planner's parameters are used outside the "
+                "reasoner's forward pass, which DDP would mark ready twice; leave it unset (the trainer sets False)"
+            )
+        self.ddp_find_unused_parameters = False  # both agents get a gradient in every step (see _planner_loss)
         if self.max_reasoning_steps < 2:
             raise ValueError(
                 f"max_reasoning_steps={self.max_reasoning_steps} leaves the planner no choice (the last step is "

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from accelerate.utils import reduce
+from accelerate.utils import DistributedType, reduce
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import TrainerCallback
 from trl import GRPOTrainer
+from trl.distributed import DistributedBackend
+from trl.models.utils import unwrap_model_for_generation
 
 from rsim_graph.errors import CheckpointError
 from rsim_graph.planners.policy import PolicyPlanner
@@ -24,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 PLANNER_DIR = "planner"  # inside each checkpoint
 STATE_FILE = "marl_state.json"
+PLANNER_ATTR = "rsim_planner"  # the planner's name as a submodule of the reasoner's model
 # Stable metric names: reward components, then the rollout statistics.
 REWARD_NAMES = ("R_acc", "R_format", "R_follow", "R_penalty", "R_terminal")
 
@@ -47,8 +51,11 @@ class MARLTrainer(GRPOTrainer):
     What differs from `GRPOTrainer`:
     1. Rollouts come from the rSIM graph through `rollout_func` (`trainers.rollout.GraphRollout`), not from
        `model.generate`. Injected strategy text is masked out of the reasoner's loss with `env_mask`.
-    2. A second policy, the planner, joins the optimizer as its own parameter group
-       (`planner_learning_rate`) and is updated in the same optimizer step.
+    2. A second policy, the planner, is attached to the reasoner's model as the submodule `rsim_planner`,
+       during `train()`, so accelerate prepares both agents as one module: DDP averages both agents'
+       gradients, DeepSpeed ZeRO shards and gathers both. It joins the optimizer as its own parameter group
+       (`planner_learning_rate`) and is updated in the same optimizer step. Whatever is saved as the
+       reasoner, loaded into it or synced to vLLM sees the model without it (`reasoner_only`).
     3. `_generate_and_score_completions` also scores the planner (R_acc + R_penalty + R_terminal) and
        normalizes those rewards within each group of `num_generations`, as GRPO does for the reasoner.
     4. `_compute_loss` returns `L_planner + L_reasoner`, where `L_reasoner` is GRPO's loss unchanged and
@@ -76,9 +83,8 @@ class MARLTrainer(GRPOTrainer):
     - The planner reads the question and the last 200 characters of each step tagged with its strategy
       (`planner_text`), not the reasoner's full context.
     - One optimizer holds both agents as two parameter groups (so its checkpoint holds both agents'
-      optimizer states); gradient clipping uses `max_grad_norm` for each agent separately.
-    - With several processes the planner's gradients are averaged by an explicit all-reduce, because
-      only the reasoner is wrapped by accelerate.
+      optimizer states); gradient clipping uses `max_grad_norm` for each agent separately (under DeepSpeed
+      the engine clips both agents' gradients together, to its `gradient_clipping`).
 
     Args:
         model (`PreTrainedModel`): the reasoner.
@@ -115,13 +121,23 @@ class MARLTrainer(GRPOTrainer):
             args=args,
             train_dataset=train_dataset,
             processing_class=processing_class,
-            rollout_func=rollout,
+            rollout_func=self._rollout,
             **kwargs,
         )
         self.rollout = rollout
         self.planner.to(self.accelerator.device)
-        if args.planner_gradient_checkpointing:
-            self.planner.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.planner_ids = {id(p) for p in planner.parameters()}
+        self.dist = DistributedBackend(self.accelerator)
+        if self.dist.is_zero3:  # ZeRO-3 gathers a layer on each call: one planner call per micro-batch on every rank
+            planner.chunk = 1 << 30
+        if self.use_vllm:  # vLLM serves the reasoner alone: sync its weights with the planner detached
+            sync = self.vllm_generation.sync_weights
+
+            def sync_reasoner_weights():
+                with self.reasoner_only():
+                    sync()
+
+            self.vllm_generation.sync_weights = sync_reasoner_weights
         self.ref_planner = planner.frozen_copy() if args.planner_beta > 0 else None
         self.saved_stage2_step: int | None = None  # read back from a checkpoint on resume
         if args.log_update_norms:
@@ -161,26 +177,69 @@ class MARLTrainer(GRPOTrainer):
         scheduler._last_lr = [g["lr"] for g in scheduler.optimizer.param_groups]
         return scheduler
 
+    # -- one module holding both agents ----------------------------------------------------------------
+    def train(self, *args, **kwargs):
+        """Trains with the planner attached to the model, so accelerate wraps (DDP) or shards (DeepSpeed ZeRO) both
+        agents as one module; the caller's model is given back without it."""
+        self.accelerator.unwrap_model(self.model).add_module(PLANNER_ATTR, self.planner)
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            self.accelerator.unwrap_model(self.model)._modules.pop(PLANNER_ATTR, None)
+
+    @contextmanager
+    def reasoner_only(self):
+        """The reasoner's model with the planner detached: what is saved as, loaded into or synced from the reasoner."""
+        holder = self.accelerator.unwrap_model(self.model)
+        planner = holder._modules.pop(PLANNER_ATTR, None)
+        try:
+            yield holder
+        finally:
+            if planner is not None:
+                holder._modules[PLANNER_ATTR] = planner
+
+    def _set_planner_checkpointing(self) -> None:
+        """The planner's activation checkpointing follows `planner_gradient_checkpointing`. `gradient_checkpointing`
+        reaches every submodule of the model, the attached planner included, and TRL re-enables it after each
+        generation, so this runs after each generation, before the loss pass."""
+        backbone = self.planner.backbone
+        if self.args.planner_gradient_checkpointing and not backbone.is_activation_checkpointing:
+            backbone.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        elif not self.args.planner_gradient_checkpointing and backbone.is_activation_checkpointing:
+            backbone.activation_checkpointing_disable()
+
+    def reasoner_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.accelerator.unwrap_model(self.model).parameters() if id(p) not in self.planner_ids]
+
     # -- optimizer: the planner is a second parameter group ------------------------------------------
     def create_optimizer(self, model=None):
-        optimizer = super().create_optimizer(model)
+        with self.reasoner_only():  # TRL's groups (decay / no decay) over the reasoner's parameters only
+            optimizer = super().create_optimizer(model)
         optimizer.add_param_group({"params": list(self.planner.parameters()), "lr": self.args.planner_learning_rate, "weight_decay": 0.0})
         return optimizer
 
-    def training_step(self, model, inputs, num_items_in_batch):
-        loss = super().training_step(model, inputs, num_items_in_batch)
-        if self.accelerator.sync_gradients:  # the last micro-batch before the optimizer step
-            params = [p for p in self.planner.parameters() if p.grad is not None]
-            if self.accelerator.num_processes > 1:
-                for p in params:
-                    p.grad = reduce(p.grad, reduction="mean")
-            if self.args.max_grad_norm > 0 and params:
-                torch.nn.utils.clip_grad_norm_(params, self.args.max_grad_norm)
-        return loss
+    def _clip_grad_norm(self, model):
+        """Clips each agent's gradient to `max_grad_norm` on its own; returns the reasoner's norm before clipping."""
+        if self.accelerator.distributed_type == DistributedType.DEEPSPEED:  # the engine clips the whole module
+            return super()._clip_grad_norm(model)
+        norm = self.accelerator.clip_grad_norm_(self.reasoner_parameters(), self.args.max_grad_norm)  # unscales fp16 first
+        planner = [p for p in self.planner.parameters() if p.grad is not None]
+        if planner:
+            torch.nn.utils.clip_grad_norm_(planner, self.args.max_grad_norm)
+        return norm
 
     # -- rollouts and the planner's advantages --------------------------------------------------------
+    def _rollout(self, prompts, trainer) -> dict:
+        if not self.dist.is_zero3:
+            return self.rollout(prompts, trainer)
+        # Ranks call the agents a different number of times in a rollout, and under ZeRO-3 every call would be a
+        # collective gather: gather both agents once, with the hooks off, as TRL does for its own generation.
+        with unwrap_model_for_generation(self.model_wrapped, self.accelerator, gather_deepspeed3_params=True):
+            return self.rollout(prompts, trainer)
+
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)  # TRL merged the rollout's columns into `inputs`
+        self._set_planner_checkpointing()
         mode = "train" if self.model.training else "eval"
         device = self.accelerator.device
         cols = {key: [row[key] for row in inputs] for key in ("solution", "strategies", "forced", "step_texts", "planner_texts", "planner_actions", "planner_logps")}
@@ -234,8 +293,8 @@ class MARLTrainer(GRPOTrainer):
         mode = "train" if self.model.training else "eval"
         device = self.accelerator.device
         texts = [t for row in inputs["planner_texts"] for t in row]
-        if not texts:  # every step forced: nothing for the planner to learn from
-            return torch.zeros((), device=device)
+        if not texts:  # every step forced: nothing to learn, but DDP and ZeRO expect the planner's pass on every rank
+            return self.planner(["?"]).sum() * 0.0
         counts = torch.tensor([len(row) for row in inputs["planner_texts"]], device=device)
         actions = torch.tensor([a for row in inputs["planner_actions"] for a in row], device=device)  # (N,)
         old = torch.tensor([x for row in inputs["planner_logps"] for x in row], device=device)  # (N,)
@@ -261,11 +320,17 @@ class MARLTrainer(GRPOTrainer):
         return loss / normalizer
 
     # -- checkpoints ----------------------------------------------------------------------------------
+    def _save(self, output_dir=None, state_dict=None):
+        if state_dict is not None:  # gathered by DeepSpeed from the module holding both agents
+            state_dict = {k: v for k, v in state_dict.items() if not k.startswith(f"{PLANNER_ATTR}.")}
+        with self.reasoner_only():
+            super()._save(output_dir, state_dict)
+
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
         folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+        self.save_planner(folder / PLANNER_DIR)
         if self.args.should_save:
-            self.planner.save_pretrained(folder / PLANNER_DIR)
             state = {"stage": self.stage(), "lambda": self.current_lambda(), "stage2_start_step": self.stage2_step()}
             (folder / STATE_FILE).write_text(json.dumps(state, indent=2))
         samplers = {"planner": self.planner.generator.get_state()}
@@ -274,14 +339,16 @@ class MARLTrainer(GRPOTrainer):
         torch.save(samplers, folder / f"samplers_{self.accelerator.process_index}.pt")
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        with self.reasoner_only():
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
         saved = PolicyPlanner.from_pretrained(Path(resume_from_checkpoint) / PLANNER_DIR)
         if saved.library.ids != self.library.ids:
             raise CheckpointError(
                 f"the checkpoint's planner scores {saved.library.ids}, this run's library is {self.library.ids}; "
                 "resume with the strategies file the run started with"
             )
-        self.planner.load_state_dict(saved.state_dict())
+        if not self.is_deepspeed_enabled:  # a DeepSpeed engine's checkpoint already holds the planner's shards
+            self.planner.load_state_dict(saved.state_dict())
         state_file = Path(resume_from_checkpoint) / STATE_FILE
         if state_file.is_file():
             saved_step = json.loads(state_file.read_text())["stage2_start_step"]
@@ -301,8 +368,10 @@ class MARLTrainer(GRPOTrainer):
             reasoner.generator.set_state(samplers["reasoner"])
 
     def save_planner(self, path: str | Path) -> None:
-        if self.args.should_save:
-            self.planner.save_pretrained(path)
+        """Saves the whole planner; every rank must call it (ZeRO-3 gathers the planner's shards)."""
+        with self.dist.gather_params(list(self.planner.parameters())):
+            if self.args.should_save:
+                self.planner.save_pretrained(path)
 
 
 class UpdateNorms(TrainerCallback):
@@ -313,8 +382,7 @@ class UpdateNorms(TrainerCallback):
         self.before: dict[str, list[torch.Tensor]] = {}
 
     def agents(self) -> dict[str, list[torch.nn.Parameter]]:
-        reasoner = self.trainer.accelerator.unwrap_model(self.trainer.model)
-        return {"planner": list(self.trainer.planner.parameters()), "reasoner": list(reasoner.parameters())}
+        return {"planner": list(self.trainer.planner.parameters()), "reasoner": self.trainer.reasoner_parameters()}
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
         self.before = {name: [p.detach().clone() for p in params] for name, params in self.agents().items()}

@@ -27,6 +27,7 @@ from datasets import Dataset
 from transformers import set_seed
 from trl import ModelConfig, SFTConfig, SFTTrainer
 
+from rsim_graph.errors import InputError
 from rsim_graph.graph import build_graph, run_batch
 from rsim_graph.loading import ASSETS, bundled, load_planner
 from rsim_graph.planners.base import Planner
@@ -114,6 +115,11 @@ def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: 
         max_steps=script_args.max_reasoning_steps, max_step_tokens=script_args.max_step_tokens,
     )
     logger.info("warm-up set: %d samples from %d rollouts", len(samples), drawn)
+    if not samples:
+        raise InputError(
+            f"none of {drawn} rollouts was correctly formatted and incorrectly solved, so there is nothing to warm up on; "
+            "draw more questions (--train_size) or sample more freely (--temperature)"
+        )
     run_warmup(sampler, samples, library, training_args)
     trainer_out = Path(training_args.output_dir) / "reasoner"
     model.save_pretrained(trainer_out)

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from rsim_graph.grading import extract_answer
 from rsim_graph.graph import build_graph, run_batch
 from rsim_graph.planners.policy import PolicyPlanner
 from rsim_graph.reasoners.hf import HFReasoner
@@ -49,7 +50,8 @@ def greedy_accuracy(trainer, problems: list[Problem], limits: dict) -> float:
         planner.train(was[1])
         model.train(was[2])
     delimiter = trainer.library.step_delimiter
-    right = [p.grade_output(s["answer"], delimiter.join(x["text"] for x in s["steps"])) for p, s in zip(problems, states, strict=True)]
+    texts = [delimiter.join(x["text"] for x in s["steps"]) for s in states]
+    right = [p.grade_output(extract_answer(t), t) for p, t in zip(problems, texts, strict=True)]
     return sum(right) / max(1, len(right))
 
 
@@ -87,8 +89,8 @@ class Validation(TrainerCallback):
         logger.info("validation at step %d: %.1f%% (%d problems)", step, 100 * acc, len(self.problems))
         if self.best is None or acc > self.best["accuracy"]:
             self.best = {"step": step, "accuracy": acc}
-            model = self.trainer.accelerator.unwrap_model(self.trainer.model)
-            model.save_pretrained(self.best_dir / "reasoner")
+            with self.trainer.reasoner_only() as model:
+                model.save_pretrained(self.best_dir / "reasoner")
             self.trainer.processing_class.save_pretrained(self.best_dir / "reasoner")
             self.trainer.planner.save_pretrained(self.best_dir / "planner")
         self.best_dir.mkdir(parents=True, exist_ok=True)
@@ -116,8 +118,8 @@ class Validation(TrainerCallback):
         from safetensors.torch import load_file
 
         self.trainer.planner.load_state_dict(PolicyPlanner.from_pretrained(self.best_dir / "planner").state_dict())
-        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
-        result = model.load_state_dict(load_file(self.best_dir / "reasoner" / "model.safetensors"), strict=False)
+        with self.trainer.reasoner_only() as model:
+            result = model.load_state_dict(load_file(self.best_dir / "reasoner" / "model.safetensors"), strict=False)
         tied = {k for k in result.missing_keys if k.endswith("lm_head.weight")}  # tied to the embeddings, saved once
         if result.unexpected_keys or set(result.missing_keys) - tied:
             raise RuntimeError(f"best reasoner in {self.best_dir} does not match the model: {result.unexpected_keys or result.missing_keys}")

@@ -19,6 +19,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from rsim_graph.batching import MicroBatcher
 from rsim_graph.errors import CheckpointError
+from rsim_graph.models import resolve_model
 from rsim_graph.planners.base import PlannerChoice, planner_text
 from rsim_graph.state import RSIMState
 from rsim_graph.strategies import StrategyLibrary, load_strategies
@@ -187,7 +188,9 @@ class PolicyPlanner(nn.Module):
 
     @classmethod
     def from_backbone(cls, name_or_path: str, library: StrategyLibrary, **kwargs) -> PolicyPlanner:
-        """The paper's initialisation: a pretrained language model (path or hub id) plus a fresh action head."""
+        """The paper's initialisation: a pretrained language model (path, hub id, `.gguf` file or `smollm2`) plus a
+        fresh action head."""
+        name_or_path = resolve_model(name_or_path)
         try:
             backbone = AutoModel.from_pretrained(name_or_path, attn_implementation="sdpa")
             tokenizer = AutoTokenizer.from_pretrained(name_or_path)

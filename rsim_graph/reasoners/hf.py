@@ -29,6 +29,7 @@ from transformers.cache_utils import DynamicLayer
 
 from rsim_graph.batching import MicroBatcher
 from rsim_graph.errors import CheckpointError
+from rsim_graph.models import resolve_model
 from rsim_graph.reasoners.base import StepOutput, StepRequest
 from rsim_graph.safety import strip_reserved
 from rsim_graph.state import ChatTurn
@@ -94,7 +95,9 @@ def _growing_cache(config, prefix: list[LayerKV] | None) -> DynamicCache:
 
 
 def load_causal_lm(path: str, *, dtype: torch.dtype | None = None, device: str = "cpu"):
-    """Load a tokenizer and causal LM from a local directory or hub id, with a one-line error when missing."""
+    """Load a tokenizer and causal LM from a local directory, hub id, `.gguf` file or `smollm2`, with a one-line
+    error when missing."""
+    path = resolve_model(path)
     local = Path(path).expanduser()
     looks_local = local.exists() or path.startswith((".", "/", "~"))
     if looks_local and not (local / "config.json").is_file():
