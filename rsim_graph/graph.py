@@ -60,12 +60,22 @@ class Limits:
 
 
 def tokens_used(steps: list[Step]) -> int:
-    """Context tokens a trajectory has added; text-only backends are estimated at 4 characters a token."""
-    total = 0
-    for s in steps:
-        total += len(s["prompt_ids"]) if s.get("prompt_ids") is not None else len(s["injected"]) // 4 + 1
-        total += len(s["completion_ids"]) if s.get("completion_ids") is not None else len(s["text"]) // 4 + 1
-    return total
+    """Tokens the reasoner has written (the budgets count these; injected prompts are counted apart, in
+    `usage`); text-only backends are estimated at 4 characters a token."""
+    return sum(len(s["completion_ids"]) if s.get("completion_ids") is not None else len(s["text"]) // 4 + 1 for s in steps)
+
+
+def repeats(steps: list[Step]) -> bool:
+    """Whether the last step repeats an earlier one verbatim (whitespace aside). Such a run is looping: it is
+    ended with a forced terminating step. Sampling is untouched, so the trainer's log-probabilities stay exact.
+
+    >>> repeats([{"text": "Chen has 42."}, {"text": "x"}, {"text": " Chen  has 42. "}]), repeats([{"text": ""}, {"text": ""}])
+    (True, False)
+    """
+    if len(steps) < 2:
+        return False
+    last = " ".join(steps[-1]["text"].split())
+    return bool(last) and any(" ".join(s["text"].split()) == last for s in steps[:-1])
 
 
 def effective_limits(state: RSIMState, limits: Limits) -> Limits:
@@ -106,8 +116,10 @@ def plan(state: RSIMState, *, planner: Planner, library: StrategyLibrary, limits
     forced_by = None
     if len(steps) >= limits.max_steps - 1:
         forced_by = "max_steps"
-    elif tokens_used(steps) + limits.max_step_tokens > limits.max_total_tokens:
-        forced_by = "max_total_tokens"
+    elif tokens_used(steps) + 2 * limits.max_step_tokens > limits.max_total_tokens:
+        forced_by = "max_total_tokens"  # one more step would leave the terminating one less than a full step
+    elif repeats(steps):
+        forced_by = "repeat"
     if forced_by:
         pending = Step(strategy=library.terminal_id, forced=True, planner_logprob=None, planner_probs=None)
         return {**update, "pending": pending, "stop_reason": forced_by}
@@ -157,6 +169,7 @@ def reason(state: RSIMState, writer: StreamWriter, *, reasoner: Reasoner, librar
             temperature=sampling.get("temperature"),
             top_p=sampling.get("top_p"),
             seed=sampling.get("seed"),
+            stop_at_delimiter=pending["strategy"] != library.terminal_id,
         )
     )
     if not out.text.strip() and not out.completion_ids:

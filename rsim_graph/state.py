@@ -13,7 +13,7 @@ from typing import Annotated
 from typing_extensions import TypedDict
 
 # Why the graph stopped: the planner chose to, or a budget forced the terminating strategy.
-StopReason = str  # "terminate" | "max_steps" | "max_total_tokens"
+StopReason = str  # "terminate" | "max_steps" | "max_total_tokens" | "repeat"
 
 
 class Step(TypedDict, total=False):

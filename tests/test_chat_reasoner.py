@@ -60,3 +60,18 @@ def test_unreachable_server_is_a_one_line_error():
     chat = ChatOpenAI(model="m", base_url="http://127.0.0.1:9/v1", api_key="k", max_retries=0, timeout=5)
     with pytest.raises(ReasonerError, match="cannot reach the reasoner's server.*--reasoner_base_url"):
         build_graph(ScriptedPlanner([]), ChatModelReasoner(chat)).invoke({"question": "q"})
+
+
+def test_the_terminating_step_keeps_every_paragraph():
+    seen = []
+
+    class Recording(GenericFakeChatModel):
+        def invoke(self, messages, **kwargs):
+            seen.append(kwargs)
+            return super().invoke(messages, **kwargs)
+
+    model = Recording(messages=iter([AIMessage("First, 2 and 3.\n\nnot this"), AIMessage("Adding them gives 5.\n\nSo \\boxed{5}.")]))
+    out = build_graph(ScriptedPlanner(["understand"]), ChatModelReasoner(model, mode="prefill")).invoke({"question": "2+3?"})
+    assert [s["text"] for s in out["steps"]] == ["First, 2 and 3.", "Adding them gives 5.\n\nSo \\boxed{5}."]
+    assert seen[0]["stop"] == ["\n\n"] and "stop" not in seen[1]  # the terminating step runs to EOS or its budget
+    assert out["answer"] == "5"

@@ -33,12 +33,14 @@ def test_max_steps_forces_terminate_and_records_why():
 
 
 def test_token_budget_forces_terminate():
-    # 1 injected + 10 generated tokens per step: after 3 steps (33 used) another 10-token step would pass 40.
+    # The budget counts the 10 tokens each step writes, not the injected prompt: after 3 steps (30 written) a
+    # fourth would leave the answer step less than a full step of the 40.
     g = build_graph(ScriptedPlanner(["deep-think"] * 100), ScriptedReasoner(tokens_per_step=10), max_steps=50, max_step_tokens=10, max_total_tokens=40)
     out = g.invoke({"question": "q"})
     assert out["stop_reason"] == "max_total_tokens"
     assert [s["strategy"] for s in out["steps"]] == ["deep-think"] * 3 + ["terminate"]
-    assert len(out["steps"][-1]["completion_ids"]) == 7  # the answer step gets only what is left
+    assert len(out["steps"][-1]["completion_ids"]) == 10  # the answer step gets a full step
+    assert out["usage"]["reasoner_tokens"] == 40 and out["usage"]["injected_tokens"] == 4  # counted apart
 
 
 def test_recursion_limit_comes_from_max_steps():
@@ -140,3 +142,19 @@ def test_mermaid_drawing_is_exact():
     for edge in ["__start__ --> plan;", "plan --> inject;", "inject --> reason;", "reason --> check;", "check -.-> plan;", "check -.-> __end__;"]:
         assert edge in drawing
     assert drawing.count("-->") + drawing.count("-.->") == 6
+
+
+def test_a_verbatim_repeat_ends_the_run():
+    class Looping:
+        def step(self, request):
+            return StepOutput(text="\\boxed{7}" if request.strategy == "terminate" else "Chen now has 42 apples.")
+
+        def complete(self, question, max_new_tokens, **options):
+            raise NotImplementedError
+
+        def release(self, trajectory_id):
+            pass
+
+    out = build_graph(ScriptedPlanner(["deep-think"] * 20), Looping(), max_steps=12).invoke({"question": "q"})
+    assert [s["strategy"] for s in out["steps"]] == ["deep-think", "deep-think", "terminate"]
+    assert out["stop_reason"] == "repeat" and out["steps"][-1]["forced"]

@@ -105,3 +105,38 @@ def test_vllm_reasoner_without_vllm_says_how_to_install(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_vllm)
     with pytest.raises(ReasonerError, match=r"pip install -e '\.\[vllm\]'"):
         VLLMReasoner("some/model")
+
+
+def forced_writer(tiny_lm, tokenizer, text):
+    """A reasoner whose model always writes `text` (then repeats its last character)."""
+
+    class Forced(HFReasoner):
+        def _sample(self, logits, rows):
+            tok, lp = super()._sample(logits, rows)
+            seq = [tokenizer.convert_tokens_to_ids(c) for c in text]
+            n = self._calls = getattr(self, "_calls", -1) + 1
+            tok[:] = seq[min(n, len(seq) - 1)]
+            return tok, lp
+
+    return Forced(tiny_lm, tokenizer, temperature=0)
+
+
+def test_the_terminating_step_is_not_cut_at_the_delimiter(tiny_lm, tokenizer, library):
+    r = forced_writer(tiny_lm, tokenizer, "a\n\nbb")
+    req = request(library, 1, strategy="terminate", max_new=6)
+    req.stop_at_delimiter = False
+    out = r.generate_batch([req])[0]
+    assert out.text == "a\n\nbbb" and len(out.completion_ids) == 6  # ran to its budget, past the delimiter
+
+
+def test_a_step_cut_by_its_budget_is_closed_before_the_next_prompt(tiny_lm, tokenizer, library):
+    r = forced_writer(tiny_lm, tokenizer, "abc")
+    first = request(library, 1, max_new=2, tid="")
+    cut = r.generate_batch([first])[0]
+    assert tokenizer.decode(cut.completion_ids) == "ab"  # cut mid-step by its budget
+    after_cut = request(library, 1, [as_step(first, cut)], "validate", tid="")
+    _, injected, context = r.context(after_cut)
+    assert injected == r.encode("\n\n" + library.render("validate"))  # the delimiter leads the next prompt...
+    assert context[-len(injected) :] == injected  # ...in the context the model reads and the trainer rebuilds
+    closed = {**as_step(first, cut), "completion_ids": r.encode("ab\n\n")}
+    assert r.context(request(library, 1, [closed], "validate"))[1] == r.encode(library.render("validate"))

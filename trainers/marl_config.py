@@ -42,8 +42,8 @@ class MARLConfig(GRPOConfig):
         planner_entropy_coef (`float`, *optional*, defaults to `0.0`):
             Bonus on the planner's entropy, against the over-use of one strategy that the paper reports.
         max_reasoning_steps (`int`, *optional*, defaults to `12`):
-            Steps per trajectory in rollouts (the graph's `max_steps`). The trajectory's token budget is
-            `max_completion_length`.
+            Steps per trajectory in rollouts (the graph's `max_steps`). The tokens the reasoner writes in a
+            trajectory are bounded by `max_completion_length`; injected strategy prompts come on top.
         max_step_tokens (`int`, *optional*, defaults to `96`):
             Reasoner tokens per step in rollouts.
         planner_reward_weights (`list[float]`, *optional*, defaults to `[1.0, 1.0, 1.0]`):
@@ -102,10 +102,11 @@ class MARLConfig(GRPOConfig):
                 f"max_reasoning_steps={self.max_reasoning_steps} leaves the planner no choice (the last step is "
                 "always the terminating one); set it to 2 or more"
             )
-        if self.max_step_tokens > self.max_completion_length:
+        if 2 * self.max_step_tokens > self.max_completion_length:
             raise ValueError(
-                f"max_step_tokens ({self.max_step_tokens}) exceeds max_completion_length ({self.max_completion_length}), "
-                "the trajectory's whole token budget; lower max_step_tokens or raise max_completion_length"
+                f"max_completion_length ({self.max_completion_length}) is under twice max_step_tokens ({self.max_step_tokens}): "
+                "the graph keeps a full step for the answer, so the planner would never choose; "
+                "lower max_step_tokens or raise max_completion_length"
             )
         if len(self.planner_reward_weights) != 3:
             raise ValueError(

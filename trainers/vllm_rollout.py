@@ -46,7 +46,8 @@ class LockstepServerReasoner:
 
     def generate_batch(self, requests: list[StepRequest]) -> list[StepOutput]:
         contexts = [self.context(r) for r in requests]
-        jobs = [(ids, r.max_new_tokens, r.delimiter) for r, (_, _, ids) in zip(requests, contexts, strict=True)]
+        # "" asks for no stop string (the terminating step runs to EOS or its budget).
+        jobs = [(ids, r.max_new_tokens, r.delimiter if r.stop_at_delimiter else "") for r, (_, _, ids) in zip(requests, contexts, strict=True)]
         results, _ = self._round(jobs, done=False)
         return [
             StepOutput(text=text, question_ids=q, prompt_ids=inj, completion_ids=ids, logprobs=lps)
@@ -83,7 +84,7 @@ class LockstepServerReasoner:
         for (max_tokens, delimiter), idx in groups.items():
             out = self.client.generate(
                 prompts=[jobs[i][0] for i in idx], n=1, temperature=self.temperature, top_p=self.top_p,
-                max_tokens=max_tokens, logprobs=0, generation_kwargs={"stop": [delimiter], "include_stop_str_in_output": True},
+                max_tokens=max_tokens, logprobs=0, generation_kwargs={"stop": [delimiter] if delimiter else None, "include_stop_str_in_output": True},
             )
             for i, completion, lps in zip(idx, out["completion_ids"], out["logprobs"], strict=True):
                 text = self.tokenizer.decode(completion, skip_special_tokens=True)

@@ -18,11 +18,13 @@ class StepRequest:
         strategy (`str`): id of the injected strategy.
         injected (`str`): the strategy text to add to the context before the step.
         max_new_tokens (`int`): token budget for this step.
-        delimiter (`str`): text that ends a step.
+        delimiter (`str`): text that ends a step (and joins written steps in the context).
         trajectory_id (`str`, *optional*): stable key of the trajectory, for prefix-cache reuse.
         question_ids (`list[int]`, *optional*): the templated question's ids from an earlier step.
         history (`list[ChatTurn]`, *optional*): chat turns before the question (system prompt, earlier turns).
         temperature, top_p, seed (*optional*): per-run sampling; None keeps the backend's own.
+        stop_at_delimiter (`bool`, *optional*, defaults to `True`): False for the terminating step, which
+            ends at EOS or its token budget, so a chat model's final answer is not cut at its first paragraph.
     """
 
     question: str
@@ -37,6 +39,7 @@ class StepRequest:
     temperature: float | None = None
     top_p: float | None = None
     seed: int | None = None
+    stop_at_delimiter: bool = True
 
 
 @dataclass

@@ -69,12 +69,15 @@ class ChatModelReasoner:
         return msgs + [AIMessage(prefix + request.injected)]
 
     def step(self, request: StepRequest) -> StepOutput:
-        kwargs: dict = {"stop": [request.delimiter], "max_tokens": request.max_new_tokens, **sampling_kwargs(request)}
+        kwargs: dict = {"max_tokens": request.max_new_tokens, **sampling_kwargs(request)}
+        if request.stop_at_delimiter:
+            kwargs["stop"] = [request.delimiter]
         if self.mode == "prefill" and self.continue_final_message:
             kwargs["extra_body"] = {"continue_final_message": True, "add_generation_prompt": False}
         reply = self._invoke(self.messages(request), **kwargs)
         # Fakes and some servers ignore `stop`; cut at the delimiter so a step is one step.
-        text = _content(reply).split(request.delimiter)[0].strip("\n")
+        text = _content(reply)
+        text = (text.split(request.delimiter)[0] if request.stop_at_delimiter else text).strip("\n")
         return StepOutput(text=text, meta={"usage": reply.usage_metadata})
 
     def _invoke(self, messages: list[BaseMessage], **kwargs) -> AIMessage:

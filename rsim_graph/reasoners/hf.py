@@ -201,8 +201,19 @@ class HFReasoner:
             # Exact ids of earlier steps; a backend-less step (text only) is re-encoded.
             ids += s.get("prompt_ids") or self.encode(s["injected"])
             ids += s.get("completion_ids") or self.encode(s["text"] + request.delimiter)
-        injected_ids = self.encode(request.injected)
+        injected = request.injected
+        if request.steps and self._was_cut(request.steps[-1], request.delimiter):
+            # A step cut by its token budget ends mid-sentence: close it before the next strategy prompt. The
+            # delimiter goes into this step's injected ids, so the trainer sees exactly this context (masked).
+            injected = request.delimiter + injected
+        injected_ids = self.encode(injected)
         return list(q_ids), injected_ids, ids + injected_ids
+
+    def _was_cut(self, step, delimiter: str) -> bool:
+        ids = step.get("completion_ids")
+        if not ids or ids[-1] == self.tokenizer.eos_token_id:
+            return False
+        return not self.tokenizer.decode(ids[-8:], skip_special_tokens=False).endswith(delimiter)
 
     # -- batched generation ---------------------------------------------------------------------
     @torch.no_grad()
@@ -211,7 +222,7 @@ class HFReasoner:
         prompts = [c[2] for c in contexts]
         cached = [self._lookup(r.trajectory_id, ids) for r, ids in zip(requests, prompts, strict=True)]
         completions, logprobs, fed_cache = self.decode(
-            prompts, cached, [r.max_new_tokens for r in requests], [r.delimiter for r in requests],
+            prompts, cached, [r.max_new_tokens for r in requests], [r.delimiter if r.stop_at_delimiter else "" for r in requests],
             [self._sampling(r) for r in requests],
         )
         outputs = []
@@ -221,7 +232,7 @@ class HFReasoner:
             if r.trajectory_id:
                 self._store(r.trajectory_id, _Cached(ids + comp[:-1], layers))
             text = self.tokenizer.decode(comp, skip_special_tokens=True)
-            text = text.removesuffix(r.delimiter)
+            text = text.removesuffix(r.delimiter) if r.stop_at_delimiter else text
             outputs.append(
                 StepOutput(text=text.strip("\n"), question_ids=q_ids, prompt_ids=inj_ids, completion_ids=comp, logprobs=lps)
             )

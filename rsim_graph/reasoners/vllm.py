@@ -79,7 +79,7 @@ class VLLMReasoner:
                 top_p=self.top_p if r.top_p is None else r.top_p,
                 seed=r.seed,
                 max_tokens=r.max_new_tokens,
-                stop=[r.delimiter] if r.delimiter != self.tokenizer.eos_token else None,
+                stop=[r.delimiter] if r.stop_at_delimiter and r.delimiter != self.tokenizer.eos_token else None,
                 include_stop_str_in_output=True,
                 logprobs=0,
             )
@@ -91,7 +91,7 @@ class VLLMReasoner:
         for r, (q_ids, inj_ids, _), res in zip(requests, contexts, results, strict=True):
             o = res.outputs[0]
             lps = [d[t].logprob for d, t in zip(o.logprobs or [], o.token_ids, strict=False)]
-            text = o.text.removesuffix(r.delimiter)
+            text = o.text.removesuffix(r.delimiter) if r.stop_at_delimiter else o.text
             outputs.append(
                 StepOutput(text=text.strip("\n"), question_ids=q_ids, prompt_ids=inj_ids, completion_ids=list(o.token_ids), logprobs=lps)
             )
