@@ -155,7 +155,8 @@ def _alone_record(i: int, p: Problem, reasoner: Reasoner, max_tokens: int, histo
     except RSIMError as e:
         return _failed(i, p, str(e))
     pred = extract_answer(out.text)
-    tokens = len(out.completion_ids) if out.completion_ids is not None else len(out.text) // 4
+    upstream = (out.meta.get("usage") or {}).get("output_tokens")  # an OpenAI-compatible server's own count
+    tokens = len(out.completion_ids) if out.completion_ids is not None else upstream if upstream is not None else len(out.text) // 4
     return {
         **_base(i, p), "prediction": pred, "correct": p.grade_output(pred, out.text), "strategies": [], "tokens": tokens,
         "seconds": 0.0, "error": None, "trace": [{"strategy": "", "text": out.text}],

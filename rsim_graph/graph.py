@@ -27,7 +27,7 @@ from rsim_graph.grading import extract_answer
 from rsim_graph.planners.base import Planner
 from rsim_graph.reasoners.base import Reasoner, StepRequest
 from rsim_graph.safety import strip_reserved
-from rsim_graph.state import RSIMState, Step, usage
+from rsim_graph.state import RSIMState, Step, usage, written_tokens
 from rsim_graph.strategies import StrategyLibrary
 
 NODES_PER_STEP = 4
@@ -62,7 +62,7 @@ class Limits:
 def tokens_used(steps: list[Step]) -> int:
     """Tokens the reasoner has written (the budgets count these; injected prompts are counted apart, in
     `usage`); text-only backends are estimated at 4 characters a token."""
-    return sum(len(s["completion_ids"]) if s.get("completion_ids") is not None else len(s["text"]) // 4 + 1 for s in steps)
+    return sum(n if (n := written_tokens(s)) is not None else len(s["text"]) // 4 + 1 for s in steps)
 
 
 def repeats(steps: list[Step]) -> bool:
@@ -177,8 +177,10 @@ def reason(state: RSIMState, writer: StreamWriter, *, reasoner: Reasoner, librar
             f"the reasoner returned nothing for step {len(steps)} ({pending['strategy']}); "
             "check that the model or server is working and that max_step_tokens is not tiny"
         )
+    upstream = out.meta.get("usage") or {}
     step = Step(
-        **pending, text=out.text, prompt_ids=out.prompt_ids, completion_ids=out.completion_ids, logprobs=out.logprobs
+        **pending, text=out.text, prompt_ids=out.prompt_ids, completion_ids=out.completion_ids, logprobs=out.logprobs,
+        written_tokens=upstream.get("output_tokens"),
     )
     writer({"event": "step", "step": len(steps), "strategy": step["strategy"], "text": step["text"]})
     update: dict = {"steps": [step], "pending": None}

@@ -28,6 +28,8 @@ class Step(TypedDict, total=False):
     prompt_ids: token ids of `injected`, as added to the reasoner's context (masked out of its loss).
     completion_ids: token ids the reasoner generated (delimiter included when it was generated).
     logprobs: per-token log-probabilities of `completion_ids` under the sampling policy.
+    written_tokens: tokens the reasoner wrote, as its upstream counted them (text-only backends that
+        report usage, such as an OpenAI-compatible server); None when unknown.
     """
 
     strategy: str
@@ -39,6 +41,7 @@ class Step(TypedDict, total=False):
     prompt_ids: list[int] | None
     completion_ids: list[int] | None
     logprobs: list[float] | None
+    written_tokens: int | None
 
 
 class Usage(TypedDict):
@@ -81,12 +84,19 @@ class RSIMState(TypedDict, total=False):
     usage: Usage
 
 
+def written_tokens(step: Step) -> int | None:
+    """Tokens the reasoner wrote in `step`: its completion ids, else its upstream's own count."""
+    if step.get("completion_ids") is not None:
+        return len(step["completion_ids"])
+    return step.get("written_tokens")
+
+
 def usage(state: RSIMState) -> Usage:
     steps = state.get("steps", [])
     return Usage(
         prompt_tokens=len(state.get("question_ids") or []),
         injected_tokens=sum(len(s.get("prompt_ids") or []) for s in steps),
-        reasoner_tokens=sum(len(s.get("completion_ids") or []) for s in steps),
+        reasoner_tokens=sum(written_tokens(s) or 0 for s in steps),
         steps=len(steps),
     )
 

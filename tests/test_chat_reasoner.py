@@ -45,6 +45,8 @@ def test_chat_openai_against_a_loopback_server(openai_server):
     sent = OpenAIHandler.requests[0]
     assert sent["stop"] == ["\n\n"] and sent["model"] == "tiny"
     assert sent.get("max_completion_tokens", sent.get("max_tokens")) == 64  # langchain-openai renames it
+    assert out["usage"]["reasoner_tokens"] == 3 + 3  # the server's own completion_tokens for each of the two steps
+    assert r.complete("2+3?", 16).meta["usage"]["output_tokens"] == 3
 
 
 def test_prefill_sends_vllm_continue_final_message(openai_server):

@@ -95,7 +95,7 @@ class ChatModelReasoner:
         request = StepRequest(question, [], "", "", max_new_tokens, "", **options)
         messages = [*history_messages(request.history), HumanMessage(question)]
         reply = self._invoke(messages, max_tokens=max_new_tokens, **sampling_kwargs(request))
-        return StepOutput(text=_content(reply))
+        return StepOutput(text=_content(reply), meta={"usage": reply.usage_metadata})
 
     def release(self, trajectory_id: str) -> None:
         pass
