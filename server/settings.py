@@ -21,7 +21,7 @@ class ServerSettings(BaseSettings):
 
     planner: str | None = Field(None, description="planner checkpoint directory or spec (random, heuristic, ...); default: the bundled planner")
     sample_planner: bool = Field(False, description="sample the planner's strategy instead of taking its most likely one")
-    reasoner: str | None = Field(None, description="local model directory, hub id, or vllm:<model>; default: the bundled reasoner")
+    reasoner: str | None = Field(None, description="local model directory, hub id, .gguf file, smollm2, or vllm:<model>; default: the bundled reasoner")
     reasoner_base_url: str | None = Field(None, description="OpenAI-compatible upstream (vLLM, SGLang, Ollama) for the reasoner")
     reasoner_model: str | None = Field(None, description="model name at --reasoner_base_url")
     reasoner_api_key: str | None = Field(None, description="key for --reasoner_base_url")

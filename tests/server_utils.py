@@ -46,12 +46,12 @@ def live_server(app, port: int | None = None):
         thread.join(timeout=30)
 
 
-def wait_healthy(url: str, timeout: float = 120, allow_loading: bool = False) -> None:
-    """Wait until the server answers /health (with 200, or any status when `allow_loading`)."""
+def wait_healthy(url: str, timeout: float = 120, allow_loading: bool = False, path: str = "/health") -> None:
+    """Wait until the server answers `path` (with 200, or any status when `allow_loading`)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.TransportError):
-            r = httpx.get(f"{url}/health", timeout=2)
+            r = httpx.get(f"{url}{path}", timeout=2)
             if r.status_code == 200 or allow_loading:
                 return
         time.sleep(0.1)
