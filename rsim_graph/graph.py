@@ -116,8 +116,8 @@ def plan(state: RSIMState, *, planner: Planner, library: StrategyLibrary, limits
     forced_by = None
     if len(steps) >= limits.max_steps - 1:
         forced_by = "max_steps"
-    elif tokens_used(steps) + 2 * limits.max_step_tokens > limits.max_total_tokens:
-        forced_by = "max_total_tokens"  # one more step would leave the terminating one less than a full step
+    elif tokens_used(steps) + limits.max_step_tokens >= limits.max_total_tokens:
+        forced_by = "max_total_tokens"  # one more full step would leave the answer step nothing
     elif repeats(steps):
         forced_by = "repeat"
     if forced_by:

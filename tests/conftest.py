@@ -58,6 +58,11 @@ class SlowReasoner(ScriptedReasoner):
         return super().step(request)
 
 
+def length_reward(completions, **kwargs) -> list[float]:
+    """Differs between completions even for an untrained model, so the reasoner always has an advantage."""
+    return [len(c) / 100 for c in completions]
+
+
 def tiny_args(tmp_path, **overrides):
     """A `MARLConfig` sized for the tiny test models: 4 prompts x 2 generations, 3 steps of 8 tokens."""
     from trainers.marl_config import MARLConfig

@@ -34,12 +34,12 @@ def test_max_steps_forces_terminate_and_records_why():
 
 def test_token_budget_forces_terminate():
     # The budget counts the 10 tokens each step writes, not the injected prompt: after 3 steps (30 written) a
-    # fourth would leave the answer step less than a full step of the 40.
+    # fourth full step would leave the answer step nothing of the 40.
     g = build_graph(ScriptedPlanner(["deep-think"] * 100), ScriptedReasoner(tokens_per_step=10), max_steps=50, max_step_tokens=10, max_total_tokens=40)
     out = g.invoke({"question": "q"})
     assert out["stop_reason"] == "max_total_tokens"
     assert [s["strategy"] for s in out["steps"]] == ["deep-think"] * 3 + ["terminate"]
-    assert len(out["steps"][-1]["completion_ids"]) == 10  # the answer step gets a full step
+    assert len(out["steps"][-1]["completion_ids"]) == 10  # the answer step gets what is left
     assert out["usage"]["reasoner_tokens"] == 40 and out["usage"]["injected_tokens"] == 4  # counted apart
 
 

@@ -16,7 +16,7 @@ import torch
 from rsim_graph.graph import build_graph, run_batch
 from rsim_graph.planners.policy import PolicyPlanner
 from rsim_graph.planners.simple import ScriptedPlanner
-from tests.conftest import ScriptedReasoner, tiny_args
+from tests.conftest import ScriptedReasoner, length_reward, tiny_args
 from trainers.data import arith_dataset
 from trainers.marl import MARLScriptArguments
 from trainers.marl_config import MARLConfig
@@ -76,8 +76,8 @@ def test_prompt_question_reads_strings_and_conversations():
         ({"lambda_stage1": 1.5}, "lambda_stage1=1.5 is outside"),
         ({"stage2_start_step": -1}, "use 0 to run stage 2 alone"),
         ({"max_reasoning_steps": 1}, "leaves the planner no choice"),
-        ({"max_step_tokens": 64}, "is under twice max_step_tokens"),
-        ({"max_step_tokens": 17}, "the planner would never choose"),
+        ({"max_step_tokens": 64}, "is not below max_completion_length"),
+        ({"max_step_tokens": 32}, "the planner would never choose"),
         ({"planner_beta": -0.1}, "planner_beta=-0.1 is negative"),
         ({"planner_reward_weights": [1.0, 1.0]}, "give three, for R_acc, R_penalty and R_terminal"),
         ({"ddp_find_unused_parameters": True}, "DDP would mark ready twice"),
@@ -97,7 +97,7 @@ def test_a_few_steps_update_both_agents_and_switch_stage(tmp_path, tiny_lm, toke
     before_reasoner = {n: p.detach().clone() for n, p in model.named_parameters()}
     before_planner = {n: p.detach().clone() for n, p in planner.named_parameters()}
     args = tiny_args(tmp_path, max_steps=3, stage2_start_step=2, planner_beta=0.1, planner_entropy_coef=0.0, planner_learning_rate=5e-3)
-    trainer = MARLTrainer(model, planner, args, train_dataset=arith_dataset(32), processing_class=tokenizer)
+    trainer = MARLTrainer(model, planner, args, train_dataset=arith_dataset(32), processing_class=tokenizer, reward_funcs=[length_reward])
     trainer.train()
 
     assert not hasattr(model, "rsim_planner")  # attached only while training

@@ -12,14 +12,9 @@ import torch
 from rsim_graph.planners.policy import PolicyPlanner
 from rsim_graph.rewards import planner_reward_funcs, reasoner_reward_funcs
 from rsim_graph.strategies import Strategy
-from tests.conftest import tiny_args
+from tests.conftest import length_reward, tiny_args
 from trainers.data import arith_dataset
 from trainers.marl_trainer import MARLTrainer
-
-
-def length_reward(completions, **kwargs) -> list[float]:
-    """Differs between completions even for an untrained model, so the reasoner always has an advantage."""
-    return [len(c) / 100 for c in completions]
 
 
 def make_trainer(tmp_path, tiny_lm, tokenizer, planner_dir, reward_funcs=None, **overrides) -> MARLTrainer:

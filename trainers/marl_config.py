@@ -102,10 +102,10 @@ class MARLConfig(GRPOConfig):
                 f"max_reasoning_steps={self.max_reasoning_steps} leaves the planner no choice (the last step is "
                 "always the terminating one); set it to 2 or more"
             )
-        if 2 * self.max_step_tokens > self.max_completion_length:
+        if self.max_step_tokens >= self.max_completion_length:
             raise ValueError(
-                f"max_completion_length ({self.max_completion_length}) is under twice max_step_tokens ({self.max_step_tokens}): "
-                "the graph keeps a full step for the answer, so the planner would never choose; "
+                f"max_step_tokens ({self.max_step_tokens}) is not below max_completion_length ({self.max_completion_length}), "
+                "the tokens a whole trajectory may write, so the planner would never choose; "
                 "lower max_step_tokens or raise max_completion_length"
             )
         if len(self.planner_reward_weights) != 3:

@@ -115,6 +115,14 @@ def load_causal_lm(path: str, *, dtype: torch.dtype | None = None, device: str =
     return tokenizer, model.to(device).eval()
 
 
+def was_cut(tokenizer, step, delimiter: str) -> bool:
+    """Whether a step's generated ids stop short of both EOS and the delimiter (its token budget cut it)."""
+    ids = step.get("completion_ids")
+    if not ids or ids[-1] == tokenizer.eos_token_id:
+        return False
+    return not tokenizer.decode(ids[-8:], skip_special_tokens=False).endswith(delimiter)
+
+
 class HFReasoner:
     """A transformers causal LM that writes one step at a time.
 
@@ -202,18 +210,13 @@ class HFReasoner:
             ids += s.get("prompt_ids") or self.encode(s["injected"])
             ids += s.get("completion_ids") or self.encode(s["text"] + request.delimiter)
         injected = request.injected
-        if request.steps and self._was_cut(request.steps[-1], request.delimiter):
+        if request.steps and was_cut(self.tokenizer, request.steps[-1], request.delimiter):
             # A step cut by its token budget ends mid-sentence: close it before the next strategy prompt. The
             # delimiter goes into this step's injected ids, so the trainer sees exactly this context (masked).
             injected = request.delimiter + injected
         injected_ids = self.encode(injected)
         return list(q_ids), injected_ids, ids + injected_ids
 
-    def _was_cut(self, step, delimiter: str) -> bool:
-        ids = step.get("completion_ids")
-        if not ids or ids[-1] == self.tokenizer.eos_token_id:
-            return False
-        return not self.tokenizer.decode(ids[-8:], skip_special_tokens=False).endswith(delimiter)
 
     # -- batched generation ---------------------------------------------------------------------
     @torch.no_grad()
