@@ -47,6 +47,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reasoner", default=None, help="local model directory, hub id, or vllm:<model> (default: the bundled pretrained tiny reasoner)")
     p.add_argument("--reasoner_base_url", default=None, help="OpenAI-compatible endpoint (vLLM, SGLang, Ollama) for the reasoner")
     p.add_argument("--reasoner_model", default=None, help="model name at --reasoner_base_url")
+    p.add_argument(
+        "--reasoner_mode", choices=("prefill", "turns"), default="prefill",
+        help="how a chat upstream sees injected strategies: continuing the assistant message, or a user turn per step",
+    )
     p.add_argument("--api_key", default=None)
     p.add_argument("--concurrency", type=int, default=64, help="problems in flight at once")
     p.add_argument("--max_retries", type=int, default=2, help="retries of a failed call to an OpenAI-compatible endpoint")
@@ -98,7 +102,7 @@ def run(args: argparse.Namespace) -> str:
     library = load_strategies(args.strategies)
     reasoner = load_reasoner(
         args.reasoner or (None if args.reasoner_base_url else str(BUNDLED_REASONER)),
-        base_url=args.reasoner_base_url, model_name=args.reasoner_model, api_key=args.api_key,
+        base_url=args.reasoner_base_url, model_name=args.reasoner_model, api_key=args.api_key, mode=args.reasoner_mode,
         temperature=0.0, seed=args.seed, max_retries=args.max_retries,
     )
     name = model_label(args.reasoner or str(BUNDLED_REASONER))
@@ -118,7 +122,7 @@ def run(args: argparse.Namespace) -> str:
             results.setdefault((model, m.name), {})[task] = summary
             records[(model, m.name, task)] = recs
             print(f"{task} / {m.name}: {100 * summary.accuracy:.1f}% of {summary.n} ({summary.errors} errors, {summary.seconds:.0f} s)", file=sys.stderr, flush=True)
-    summary_json = {"model": model, "prompt_style": style, "tasks": {t: {m: asdict(results[(model, m)][t]) for (_, m) in results if t in results[(model, m)]} for t in tasks}}
+    summary_json = {"model": model, "prompt_style": style, "reasoner_mode": args.reasoner_mode if args.reasoner_base_url else None, "tasks": {t: {m: asdict(results[(model, m)][t]) for (_, m) in results if t in results[(model, m)]} for t in tasks}}
     (out_dir / "summary.json").write_text(json.dumps(summary_json, indent=2))
     report = f"## Accuracy (%)\n\n{score_table(results, tasks)}\n\n## Reasoner tokens per problem (mean ± std)\n\n{token_table(results, tasks)}\n"
     (out_dir / "summary.md").write_text(report)

@@ -155,3 +155,15 @@ def test_a_killed_run_resumes(tmp_path):
     assert after[: len(before)] == before  # kept, not redone
     assert sorted(json.loads(line)["index"] for line in after) == list(range(192))
     assert json.loads((tmp_path / "summary.json").read_text())["tasks"]["arith"]["random-planner"]["n"] == 192
+
+
+def test_reasoner_mode_turns_sends_each_strategy_as_a_user_turn(tmp_path, openai_server):
+    f = write_jsonl(tmp_path / "q.jsonl", [{"question": "2+3?", "answer": "5"}])
+    argv = ["--task", "custom", "--data_file", str(f), "--answer_type", "numeric", "--method", "ps+-script", "--reasoner_mode", "turns",
+            "--reasoner_base_url", openai_server, "--reasoner_model", "fake", "--output_dir", str(tmp_path / "o"), "--no_progress"]
+    OpenAIHandler.requests.clear()
+    assert main(argv) == 0
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["reasoner_mode"] == "turns" and summary["tasks"]["custom"]["ps+-script"]["accuracy"] == 1.0
+    last = OpenAIHandler.requests[-1]["messages"]
+    assert last[-1]["role"] == "user" and sum(m["role"] == "user" for m in last) >= 3  # question + one turn per strategy
