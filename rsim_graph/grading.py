@@ -58,6 +58,8 @@ def extract_boxed(text: str) -> str | None:
 
 
 _HASHES = re.compile(r"####[ \t]*([^\n]*\S)")
+# A number that opens a stated answer and is followed by a unit word, punctuation or nothing (not "2x + 3").
+_LEADING_NUMBER = re.compile(r"^\$?-?\d[\d,]*(\.\d+)?(/\d+)?%?(?=\s*$|\s*[,;.(]|\s+[A-Za-z]{2,})")
 _ANSWER_IS = re.compile(r"\b(?:the )?(?:final )?answer is\s*:?\s*([^\n]*?)\s*\.?\s*(?:\n|$)", re.IGNORECASE)
 
 
@@ -72,7 +74,7 @@ def extract_answer(text: str) -> str | None:
     >>> extract_answer("Natalia sold 48+24 = 72 clips.\\n#### 72")
     '72'
     >>> extract_answer("#### 3200\\nThe answer is: 3200"), extract_answer("So the answer is 42 apples.")
-    ('3200', '42 apples')
+    ('3200', '42')
     >>> extract_answer("we need to find out how many cups feed 20 chickens.") is None
     True
     """
@@ -82,7 +84,8 @@ def extract_answer(text: str) -> str | None:
     for pattern in (_HASHES, _ANSWER_IS):
         found = [m.group(1).strip() for m in pattern.finditer(text) if m.group(1).strip()]
         if found:
-            return found[-1]
+            lead = _LEADING_NUMBER.match(found[-1])  # "4 bolts in total, which is ..." states 4
+            return lead.group(0).strip() if lead else found[-1]
     return None
 
 

@@ -17,7 +17,12 @@ from rsim_graph.grading import extract_answer, extract_boxed, grade, grade_compl
         ("\\boxed{unclosed", None),
         ("#### 3200\nThe answer is: 3200", "3200"),  # `#### N` need not end the text
         ("#### 12\nthen #### 13\n", "13"),
-        ("Adding up, the final answer is 45 apples.\nDone.", "45 apples"),
+        ("Adding up, the final answer is 45 apples.\nDone.", "45"),
+        ("The answer is 4 bolts in total, which is the result of multiplying", "4"),
+        ("The answer is 2x + 3.", "2x + 3"),
+        ("The answer is 24% ($37,500 / $80,000 * 100%)", "24%"),
+        ("The answer is $1,250.50, paid in full", "$1,250.50"),
+        ("The answer is \\frac{1}{2}.", "\\frac{1}{2}"),
         # prose that merely mentions a number is not an answer: this sentence once graded correct against gold 20
         ("To solve this problem, we need to find out how many cups of feed are needed to feed 20 chickens.", None),
     ],
