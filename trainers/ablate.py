@@ -34,6 +34,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from trainers.cli import print_report
+
 logger = logging.getLogger(__name__)
 
 ROWS: dict[str, list[str]] = {
@@ -163,13 +165,7 @@ def main(argv: list[str] | None = None) -> str:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    try:
-        report = main(argv)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(report)
-    return 0
+    return print_report(lambda: main(argv), also=(RuntimeError,))  # a failed row run
 
 
 if __name__ == "__main__":

@@ -28,11 +28,17 @@ def run_script(types: tuple, main, recipe: str, argv: list[str] | None = None) -
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from trl import TrlParser
 
+    return print_report(lambda: main(*TrlParser(types).parse_args_and_config(with_default_recipe(argv, recipe))))
+
+
+def print_report(make_report, also: tuple[type[Exception], ...] = ()) -> int:
+    """The one place the trainers' commands print: the report `make_report()` returns, or one `error:` line
+    (exit code 2) for a bad config, path or checkpoint, or an exception of the types in `also`."""
     from rsim_graph.errors import RSIMError
 
     try:
-        report = main(*TrlParser(types).parse_args_and_config(with_default_recipe(argv, recipe)))
-    except (RSIMError, ValueError, FileNotFoundError) as e:
+        report = make_report()
+    except (RSIMError, ValueError, FileNotFoundError, *also) as e:
         logger.debug("details", exc_info=True)
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2

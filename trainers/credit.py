@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import defaultdict
 
 from rsim_graph.graph import build_graph, run_batch
@@ -70,4 +71,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main()))
+    from trainers.cli import print_report
+
+    sys.exit(print_report(lambda: json.dumps(main())))
