@@ -24,11 +24,11 @@ from evals.runner import evaluate
 from rsim_graph.errors import InputError, RSIMError
 from rsim_graph.loading import ASSETS, BUNDLED_PLANNER, BUNDLED_REASONER, load_reasoner
 from rsim_graph.models import model_label
-from rsim_graph.strategies import load_strategies
-from rsim_graph.tasks.arith import ArithWorld
+from rsim_graph.strategies import INJECTIONS, load_strategies
+from rsim_graph.tasks.arith import PRESETS, arith_world
 from rsim_graph.tasks.benchmarks import ANSWER_TYPES, TASKS, load_problems
 
-TASK_NAMES = ["arith", *TASKS, "custom"]
+TASK_NAMES = [*PRESETS, *TASKS, "custom"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -50,6 +50,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--reasoner_mode", choices=("prefill", "turns"), default="prefill",
         help="how a chat upstream sees injected strategies: continuing the assistant message, or a user turn per step",
+    )
+    p.add_argument(
+        "--injection", choices=INJECTIONS, default="prefill",
+        help="how the reasoner sees a strategy: prefilled in its turn, plus a system message stating the step protocol, or as numbered step headers",
     )
     p.add_argument("--api_key", default=None)
     p.add_argument("--concurrency", type=int, default=64, help="problems in flight at once")
@@ -74,10 +78,10 @@ def check_endpoint(base_url: str, api_key: str | None) -> None:
 
 
 def problems_for(task: str, args: argparse.Namespace) -> list:
-    if task == "arith":
+    if task in PRESETS:
         if args.data_file:
-            raise InputError("--data_file does not apply to arith (a generated task); use --task custom or a benchmark name")
-        return ArithWorld(split="test", seed=args.seed).problems(args.limit or 500)
+            raise InputError(f"--data_file does not apply to {task} (a generated task); use --task custom or a benchmark name")
+        return arith_world(task, split="test", seed=args.seed).problems(args.limit or 500)
     if task not in TASKS and task != "custom":
         raise InputError(f"unknown task {task!r}; choose from {', '.join(TASK_NAMES)}")
     if task == "custom" and not (args.data_file and args.answer_type):
@@ -116,13 +120,14 @@ def run(args: argparse.Namespace) -> str:
             path = out_dir / "records" / f"{task}__{m.name.replace('/', '_').replace(':', '_')}.jsonl"
             summary, recs = evaluate(
                 m, problems, reasoner, library, max_steps=args.max_steps, max_step_tokens=args.max_step_tokens,
-                max_total_tokens=args.max_total_tokens, seed=args.seed, chunk=args.concurrency, records_path=path,
+                max_total_tokens=args.max_total_tokens, injection=args.injection, seed=args.seed, chunk=args.concurrency, records_path=path,
                 progress=not args.no_progress, planner_base_url=args.planner_base_url or args.reasoner_base_url, api_key=args.api_key,
             )
             results.setdefault((model, m.name), {})[task] = summary
             records[(model, m.name, task)] = recs
-            print(f"{task} / {m.name}: {100 * summary.accuracy:.1f}% of {summary.n} ({summary.errors} errors, {summary.seconds:.0f} s)", file=sys.stderr, flush=True)
-    summary_json = {"model": model, "prompt_style": style, "reasoner_mode": args.reasoner_mode if args.reasoner_base_url else None, "tasks": {t: {m: asdict(results[(model, m)][t]) for (_, m) in results if t in results[(model, m)]} for t in tasks}}
+            follow = "" if summary.follow is None else f", R_follow {summary.follow:.2f}"
+            print(f"{task} / {m.name}: {100 * summary.accuracy:.1f}% of {summary.n} ({summary.errors} errors, {summary.seconds:.0f} s{follow})", file=sys.stderr, flush=True)
+    summary_json = {"model": model, "prompt_style": style, "reasoner_mode": args.reasoner_mode if args.reasoner_base_url else None, "injection": args.injection, "tasks": {t: {m: asdict(results[(model, m)][t]) for (_, m) in results if t in results[(model, m)]} for t in tasks}}
     (out_dir / "summary.json").write_text(json.dumps(summary_json, indent=2))
     report = f"## Accuracy (%)\n\n{score_table(results, tasks)}\n\n## Reasoner tokens per problem (mean ± std)\n\n{token_table(results, tasks)}\n"
     (out_dir / "summary.md").write_text(report)

@@ -39,11 +39,14 @@ class Summary:
     std_tokens: float
     errors: int
     seconds: float  # wall time spent on these problems (runs batched together share it)
+    follow: float | None = None  # R_follow: share of steps that carry out their injected strategy (graph methods)
 
 
-def summarize(method: str, records: list[dict]) -> Summary:
+def summarize(method: str, records: list[dict], library: StrategyLibrary | None = None) -> Summary:
     ok = [r for r in records if r["error"] is None]
     tokens = [r["tokens"] for r in ok]
+    steps = [t for r in ok for t in r.get("trace", []) if t["strategy"]]
+    follow = statistics.fmean(library.get(t["strategy"]).followed_by(t["text"]) for t in steps) if library and steps else None
     return Summary(
         method=method,
         accuracy=sum(r["correct"] for r in records) / max(1, len(records)),
@@ -53,6 +56,7 @@ def summarize(method: str, records: list[dict]) -> Summary:
         std_tokens=statistics.pstdev(tokens) if len(tokens) > 1 else 0.0,
         errors=len(records) - len(ok),
         seconds=sum(r["seconds"] for r in records),  # recorded per problem, so a resumed run counts the same
+        follow=follow,
     )
 
 
@@ -84,6 +88,7 @@ def evaluate(
     max_steps: int = 12,
     max_step_tokens: int = 96,
     max_total_tokens: int = 1024,
+    injection: str = "prefill",
     seed: int = 0,
     chunk: int = 64,
     records_path: Path | None = None,
@@ -102,7 +107,9 @@ def evaluate(
     graph = None
     if m.planner is not None and todo:
         planner = load_planner(m.planner, library, seed=seed, greedy=True, base_url=planner_base_url, api_key=api_key)
-        graph = build_graph(planner, reasoner, library, max_steps=max_steps, max_step_tokens=max_step_tokens, max_total_tokens=max_total_tokens)
+        graph = build_graph(
+            planner, reasoner, library, max_steps=max_steps, max_step_tokens=max_step_tokens, max_total_tokens=max_total_tokens, injection=injection
+        )
     history = [{"role": "system", "content": m.system_prompt}] if m.system_prompt else None
     bar = tqdm(total=len(problems), initial=len(done), desc=m.name, disable=not progress, dynamic_ncols=True, leave=False)
     correct = sum(r["correct"] for r in done.values())
@@ -136,7 +143,7 @@ def evaluate(
         if out:
             out.close()
     records = [done[i] for i in range(len(problems)) if i in done]
-    return summarize(m.name, records), records
+    return summarize(m.name, records, library), records
 
 
 def _base(i: int, p: Problem) -> dict:

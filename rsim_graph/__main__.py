@@ -16,6 +16,7 @@ import sys
 
 from rsim_graph.errors import InputError, RSIMError
 from rsim_graph.loading import PLANNER_SPECS, load_runtime
+from rsim_graph.strategies import INJECTIONS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,6 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s.add_argument("--reasoner_base_url", default=None, help="OpenAI-compatible server (vLLM, SGLang, Ollama) for the reasoner")
     s.add_argument("--reasoner_model", default=None, help="model name at --reasoner_base_url")
     s.add_argument("--reasoner_mode", choices=["prefill", "turns"], default="prefill")
+    s.add_argument("--injection", choices=INJECTIONS, default="prefill", help="how the reasoner sees a strategy (README: Injection formats)")
     s.add_argument("--api_key", default=None, help="key for the OpenAI-compatible server(s)")
     s.add_argument("--strategies", default=None, help="strategy library YAML (default: the nine built-in strategies)")
     s.add_argument("--temperature", type=float, default=0.0)
@@ -59,6 +61,7 @@ def solve(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         max_step_tokens=args.max_step_tokens,
         max_total_tokens=args.max_total_tokens,
+        injection=args.injection,
     )
     final = None
     for mode, chunk in graph.stream({"question": args.question}, stream_mode=["custom", "values"]):

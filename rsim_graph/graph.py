@@ -28,7 +28,7 @@ from rsim_graph.planners.base import Planner
 from rsim_graph.reasoners.base import Reasoner, StepRequest
 from rsim_graph.safety import strip_reserved
 from rsim_graph.state import RSIMState, Step, usage, written_tokens
-from rsim_graph.strategies import StrategyLibrary
+from rsim_graph.strategies import INJECTIONS, STEP_PROTOCOL, StrategyLibrary
 
 NODES_PER_STEP = 4
 
@@ -133,7 +133,7 @@ def plan(state: RSIMState, *, planner: Planner, library: StrategyLibrary, limits
     return {**update, "pending": pending}
 
 
-def inject(state: RSIMState, writer: StreamWriter, *, library: StrategyLibrary) -> dict:
+def inject(state: RSIMState, writer: StreamWriter, *, library: StrategyLibrary, injection: str = "prefill") -> dict:
     """Render the chosen strategy's prompt: the text the reasoner's next step starts from."""
     pending = state["pending"]
     writer(
@@ -145,10 +145,24 @@ def inject(state: RSIMState, writer: StreamWriter, *, library: StrategyLibrary) 
             "probs": pending.get("planner_probs"),
         }
     )
-    return {"pending": {**pending, "injected": library.render(pending["strategy"])}}
+    injected = library.render(pending["strategy"], injection=injection, step=len(state.get("steps", [])))
+    return {"pending": {**pending, "injected": injected}}
 
 
-def reason(state: RSIMState, writer: StreamWriter, *, reasoner: Reasoner, library: StrategyLibrary, limits: Limits) -> dict:
+def protocol_history(history: list | None, injection: str) -> list | None:
+    """The run's chat history, with the step protocol as its system message under `injection="system"` (a
+    caller's own system message is kept, and the protocol follows it)."""
+    if injection != "system":
+        return history
+    history = list(history or [])
+    if history and history[0].get("role") == "system":
+        return [{"role": "system", "content": history[0]["content"] + "\n\n" + STEP_PROTOCOL}, *history[1:]]
+    return [{"role": "system", "content": STEP_PROTOCOL}, *history]
+
+
+def reason(
+    state: RSIMState, writer: StreamWriter, *, reasoner: Reasoner, library: StrategyLibrary, limits: Limits, injection: str = "prefill"
+) -> dict:
     """Let the reasoner write one step after the injected strategy text."""
     steps = state.get("steps", [])
     pending = state["pending"]
@@ -165,7 +179,7 @@ def reason(state: RSIMState, writer: StreamWriter, *, reasoner: Reasoner, librar
             delimiter=library.step_delimiter,
             trajectory_id=state.get("trajectory_id", ""),
             question_ids=state.get("question_ids"),
-            history=state.get("history"),
+            history=protocol_history(state.get("history"), injection),
             temperature=sampling.get("temperature"),
             top_p=sampling.get("top_p"),
             seed=sampling.get("seed"),
@@ -218,6 +232,7 @@ def build_graph(
     max_step_tokens: int = 256,
     max_total_tokens: int = 2048,
     checkpointer: BaseCheckpointSaver | None = None,
+    injection: str = "prefill",
 ) -> CompiledStateGraph:
     """Compile the rSIM graph.
 
@@ -226,6 +241,8 @@ def build_graph(
         reasoner (`Reasoner`): writes each step.
         strategies (`StrategyLibrary`, *optional*): defaults to the nine default strategies.
         max_steps, max_step_tokens, max_total_tokens: see `Limits`.
+        injection (`str`, *optional*, defaults to `"prefill"`): how the reasoner sees a strategy, one of
+            `rsim_graph.strategies.INJECTIONS`.
         checkpointer (`BaseCheckpointSaver`, *optional*): persist runs per `thread_id`; each new question on
             a thread starts a fresh trajectory (the earlier ones stay in the thread's history).
 
@@ -235,10 +252,12 @@ def build_graph(
     """
     library = strategies or StrategyLibrary.default()
     limits = Limits(max_steps, max_step_tokens, max_total_tokens)
+    if injection not in INJECTIONS:
+        raise InputError(f"unknown injection {injection!r}; choose from {', '.join(INJECTIONS)}")
     g = StateGraph(RSIMState)
     g.add_node("plan", partial(plan, planner=planner, library=library, limits=limits))
-    g.add_node("inject", partial(inject, library=library))
-    g.add_node("reason", partial(reason, reasoner=reasoner, library=library, limits=limits))
+    g.add_node("inject", partial(inject, library=library, injection=injection))
+    g.add_node("reason", partial(reason, reasoner=reasoner, library=library, limits=limits, injection=injection))
     g.add_node("check", partial(check, reasoner=reasoner, library=library))
     g.add_edge(START, "plan")
     g.add_edge("plan", "inject")

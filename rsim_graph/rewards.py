@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from rsim_graph.grading import extract_boxed, grade_completion
+from rsim_graph.grading import extract_answer, grade_completion
 from rsim_graph.strategies import StrategyLibrary
 
 # TRL's reward-function shape.
@@ -81,9 +81,11 @@ def terminal_reward(completions, strategies, forced=None, terminal_id: str = "te
 
 
 def format_reward(completions, step_texts=None, **kwargs) -> list[float | None]:
-    """R_format: 1.0 when every step is non-empty and exactly one `\\boxed{}` answer appears, in the last step.
+    """R_format: 1.0 when every step is non-empty and the last step states the final answer as the grader
+    extracts it (`\\boxed{}`, `#### N` or "The answer is N"), with at most one `\\boxed{}` in the trajectory.
 
-    Our definition (the paper gives the reward, not its checks).
+    Our definition (the paper gives the reward, not its checks). "The answer is N" counts because chat models
+    such as SmolLM2-135M-Instruct end that way and never box; without it their warm-up finds no sample.
 
     >>> format_reward(["", ""], step_texts=[["12*3 = 36", "\\\\boxed{36}"], ["\\\\boxed{1}", ""]])
     [1.0, 0.0]
@@ -92,7 +94,7 @@ def format_reward(completions, step_texts=None, **kwargs) -> list[float | None]:
     out: list[float | None] = []
     for steps in texts:
         ok = bool(steps) and all(t.strip() for t in steps)
-        ok = ok and extract_boxed(steps[-1]) is not None and sum(t.count("\\boxed") for t in steps) == 1
+        ok = ok and extract_answer(steps[-1]) is not None and sum(t.count("\\boxed") for t in steps) <= 1
         out.append(float(ok))
     return out
 

@@ -69,6 +69,19 @@ class Strategy:
         return not self.follow or re.search(self.follow, text, flags=re.IGNORECASE) is not None
 
 
+# How the reasoner sees an injected strategy (measured on SmolLM2-135M-Instruct: README, "Injection formats"):
+# - prefill: the strategy prompt continues the assistant's own turn (the paper's injection);
+# - system: the same, plus a system message that states the step protocol;
+# - headers: each prompt is a numbered Markdown step header.
+# A chat upstream can instead get each prompt as a new user turn (`--reasoner_mode turns`).
+INJECTIONS = ("prefill", "system", "headers")
+STEP_PROTOCOL = (
+    "You solve problems in short steps. Before each step you are given an instruction such as "
+    "\"Deep-think: ...\". Carry out exactly that instruction in one or two sentences, with the numbers worked out. "
+    "When the instruction is to terminate, end with \"The answer is N.\""
+)
+
+
 @dataclass(frozen=True)
 class StrategyLibrary:
     """An ordered, validated set of strategies with exactly one terminating strategy.
@@ -132,9 +145,14 @@ class StrategyLibrary:
     def get(self, strategy_id: str) -> Strategy:
         return self.strategies[self.index(strategy_id)]
 
-    def render(self, strategy_id: str) -> str:
-        """The text injected into the reasoner's context before a step under `strategy_id`."""
-        return self.get(strategy_id).prompt + "\n"
+    def render(self, strategy_id: str, *, injection: str = "prefill", step: int = 0) -> str:
+        """The text injected into the reasoner's context before step `step` (0-based) under `strategy_id`.
+
+        `injection="headers"` numbers the step as a Markdown header (`### Step 2. Deep-think: ...`); every other
+        injection style injects the prompt alone (see `INJECTIONS`).
+        """
+        prompt = self.get(strategy_id).prompt
+        return f"### Step {step + 1}. {prompt}\n" if injection == "headers" else prompt + "\n"
 
     def extend(self, new: list[Strategy]) -> StrategyLibrary:
         """A larger library; existing strategies keep their positions (and so their head rows)."""

@@ -58,6 +58,7 @@ def load_backend(settings: ServerSettings) -> Backend:
             max_steps=settings.max_steps,
             max_step_tokens=settings.max_step_tokens,
             max_total_tokens=settings.max_tokens,
+            injection=settings.injection,
         )
     )
 

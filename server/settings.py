@@ -19,13 +19,14 @@ class ServerSettings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535, description="port to listen on")
     model_name: str = Field("rsim", min_length=1, description="the model name clients send and /v1/models lists")
 
-    planner: str | None = Field(None, description="planner checkpoint directory or spec (random, heuristic, ...); default: the bundled planner")
+    planner: str | None = Field(None, description="planner checkpoint directory or spec (smollm2, random, heuristic, ...); default: the bundled planner")
     sample_planner: bool = Field(False, description="sample the planner's strategy instead of taking its most likely one")
-    reasoner: str | None = Field(None, description="local model directory, hub id, .gguf file, smollm2, or vllm:<model>; default: the bundled reasoner")
+    reasoner: str | None = Field(None, description="local model directory, hub id, .gguf file, smollm2, smollm2-rsim, or vllm:<model>; default: the bundled reasoner")
     reasoner_base_url: str | None = Field(None, description="OpenAI-compatible upstream (vLLM, SGLang, Ollama) for the reasoner")
     reasoner_model: str | None = Field(None, description="model name at --reasoner_base_url")
     reasoner_api_key: str | None = Field(None, description="key for --reasoner_base_url")
     reasoner_mode: Literal["prefill", "turns"] = Field("prefill", description="how a chat upstream sees injected strategies")
+    injection: Literal["prefill", "system", "headers"] = Field("prefill", description="how the reasoner sees a strategy (README: Injection formats)")
     strategies: str | None = Field(None, description="strategy library YAML; default: the nine built-in strategies")
 
     api_key: list[str] = Field(default_factory=list, description="accepted bearer keys (repeat the flag); none means no auth")

@@ -85,3 +85,27 @@ def test_python_m_server_answers_the_openai_sdk_with_smollm2():
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def shipped() -> bool:
+    from rsim_graph.models import SMOLLM2_ASSETS
+
+    return (SMOLLM2_ASSETS / "planner" / "planner.json").is_file() and (SMOLLM2_ASSETS / "reasoner" / "adapter_config.json").is_file()
+
+
+@pytest.mark.skipif(not shipped(), reason="the trained SmolLM2 planner and adapter are not in rsim_graph/assets/smollm2")
+def test_trained_planner_and_reasoner_solve_and_evaluate(tmp_path):
+    cmd = [sys.executable, "-m", "rsim_graph", "solve", "Compute (3+4)-2.", "--reasoner", "smollm2-rsim", "--planner", "smollm2",
+           "--greedy_planner", "--max_step_tokens", "48", "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    assert out["steps"][-1]["strategy"] == "terminate" and all(s["text"].strip() for s in out["steps"])
+
+    cmd = [sys.executable, "-m", "evals", "--reasoner", "smollm2", "--planner", "smollm2", "--method", "zero-cot,rsim",
+           "--task", "arith-easy", "--limit", "4", "--max_step_tokens", "48", "--max_total_tokens", "256", "--no_progress", "--output_dir", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["model"] == "SmolLM2-135M-Instruct"
+    assert set(summary["tasks"]["arith-easy"]) == {"zero-cot", "rsim"} and summary["tasks"]["arith-easy"]["rsim"]["n"] == 4

@@ -133,3 +133,30 @@ def test_credit_splits_reward_variance_into_reasoner_and_planner_parts():
     # sequences whose outcomes differ as a whole (the planner's doing).
     parts = decompose([1, 0, 1, 1, 0, 0, 1, 1], [("a",), ("a",), ("b",), ("b",), ("c",), ("c",), ("d",), ("d",)], 4)
     assert parts == {"total": 0.75 + 1.0, "same_sequence": 0.5, "between_sequences": 0.25 + 1.0}
+
+
+@pytest.mark.slow
+def test_marl_with_lora_reasoner_and_head_only_planner_saves_the_trainable_parts_and_resumes(tmp_path, tiny_lm_dir):
+    import json
+
+    common = [
+        sys.executable, "-m", "trainers.marl", "--model_name_or_path", str(tiny_lm_dir), "--planner", str(tiny_lm_dir),
+        "--planner_train", "head", "--use_peft", "--lora_r", "4", "--lora_target_modules", "q_proj", "v_proj",
+        "--warmup", "false", "--train_size", "40", "--validation_size", "8", "--validation_steps", "1", "--eval_limit", "0",
+        "--per_device_train_batch_size", "4", "--num_generations", "2", "--gradient_accumulation_steps", "1",
+        "--max_reasoning_steps", "3", "--max_step_tokens", "8", "--max_completion_length", "32", "--save_steps", "1",
+        "--output_dir", str(tmp_path), "--report_to", "none", "--disable_tqdm", "true",
+    ]
+    first = subprocess.run([*common, "--max_steps", "2"], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert first.returncode == 0, first.stderr[-2000:]
+    for folder in (tmp_path / "reasoner", tmp_path / "checkpoint-1"):
+        assert (folder / "adapter_model.safetensors").is_file() and not (folder / "model.safetensors").exists()
+    assert json.loads((tmp_path / "reasoner" / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_lm_dir)
+    for planner in (tmp_path / "planner", tmp_path / "checkpoint-1" / "planner"):
+        assert json.loads((planner / "planner.json").read_text())["backbone"] == str(tiny_lm_dir)
+        assert not (planner / "backbone").exists()
+    resumed = subprocess.run(
+        [*common, "--max_steps", "3", "--resume_from_checkpoint", str(tmp_path / "checkpoint-2")], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((tmp_path / "results.json").read_text())["steps"] == 3

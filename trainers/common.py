@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 class TaskArguments:
     """What to train on and how to evaluate afterwards."""
 
-    task: str = field(default="arith", metadata={"help": "'arith', a JSON Lines file, or a Hugging Face dataset id."})
+    task: str = field(default="arith", metadata={"help": "An ArithWorld task ('arith', 'arith-easy'), a JSON Lines file, or a Hugging Face dataset id."})
     dataset_split: str = field(default="train", metadata={"help": "Split of a hub dataset."})
     question_field: str = field(default="question", metadata={"help": "Field holding the question."})
     answer_field: str = field(default="answer", metadata={"help": "Field holding the gold answer."})
@@ -42,6 +42,30 @@ def load_model(model_name_or_path: str | None, dtype: str | None = None, attn_im
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer, model.train()
+
+
+def apply_lora(model, model_args, last_layers: int = 0):
+    """The reasoner wrapped in a LoRA adapter when `--use_peft` is set (TRL's `lora_*` flags), else unchanged.
+
+    Wrapped here, before the warm-up, so that the warm-up and RL train the same adapter, and the saved adapter
+    (`adapter_config.json`) names its base model by the spec it was loaded from (`smollm2`), not a cache path.
+    `last_layers` limits LoRA to the last N decoder layers: the backward pass then stops there.
+    """
+    from trl import get_peft_config
+
+    config = get_peft_config(model_args)
+    if config is None:
+        return model
+    from peft import get_peft_model
+
+    if last_layers:
+        n = model.config.num_hidden_layers
+        if not 0 < last_layers <= n:
+            raise ValueError(f"lora_last_layers={last_layers}, but the reasoner has {n} decoder layers; pass 1 to {n}, or 0 for all")
+        config.layers_to_transform = list(range(n - last_layers, n))
+    model = get_peft_model(model, config)
+    model.peft_config["default"].base_model_name_or_path = model_args.model_name_or_path
+    return model
 
 
 class TimeBudget(TrainerCallback):

@@ -12,22 +12,22 @@ from datasets import Dataset, load_dataset
 
 from rsim_graph.errors import InputError
 from rsim_graph.grading import extract_boxed
-from rsim_graph.tasks.arith import ArithWorld
+from rsim_graph.tasks.arith import PRESETS, arith_world
 
 
-def arith_dataset(n: int, seed: int = 0) -> Dataset:
-    """`n` problems from ArithWorld's training split (its seeds never overlap the held-out ones)."""
-    problems = ArithWorld(split="train", seed=seed).problems(n)
+def arith_dataset(n: int, seed: int = 0, task: str = "arith") -> Dataset:
+    """`n` problems from the training split of ArithWorld task `task` (its seeds never overlap the held-out ones)."""
+    problems = arith_world(task, split="train", seed=seed).problems(n)
     return Dataset.from_list([{"prompt": p.question, "solution": p.answer} for p in problems])
 
 
 def load_task(task: str, *, n: int, seed: int = 0, split: str = "train", question_field: str = "question", answer_field: str = "answer") -> Dataset:
-    """The `prompt`/`solution` dataset for `task`: `arith`, a `.jsonl` file, or a hub dataset id.
+    """The `prompt`/`solution` dataset for `task`: an ArithWorld task (`arith`, `arith-easy`), a `.jsonl` file, or a hub dataset id.
 
     A gold answer written as a full solution (MATH's `solution` field) is reduced to its `\\boxed{}` content.
     """
-    if task == "arith":
-        return arith_dataset(n, seed)
+    if task in PRESETS:
+        return arith_dataset(n, seed, task)
     if task.endswith((".jsonl", ".json")):
         if not Path(task).is_file():
             raise InputError(f"data file {task} does not exist; pass an existing JSON Lines file or --task arith")

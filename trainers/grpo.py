@@ -13,7 +13,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import set_seed
@@ -25,6 +25,7 @@ from trainers.cli import run_script
 from trainers.common import (
     TaskArguments,
     TimeBudget,
+    apply_lora,
     evaluate_arith,
     load_model,
 )
@@ -35,17 +36,22 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class GRPOScriptArguments(TaskArguments):
-    pass
+    system_prompt: str | None = field(
+        default=None, metadata={"help": "A system message before each question (the evals' ZeroCoT prompt for instruct models; none for the tiny ones)."}
+    )
+    lora_last_layers: int = field(default=0, metadata={"help": "With --use_peft: LoRA on the reasoner's last N decoder layers only (0: all)."})
 
 
 def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args: ModelConfig) -> str:
     set_seed(training_args.seed)
     tokenizer, model = load_model(model_args.model_name_or_path, model_args.dtype, model_args.attn_implementation)
+    model = apply_lora(model, model_args, script_args.lora_last_layers)
     dataset = load_task(
         script_args.task, n=script_args.train_size, seed=training_args.seed, split=script_args.dataset_split,
         question_field=script_args.question_field, answer_field=script_args.answer_field,
     )
-    dataset = dataset.map(lambda row: {"prompt": [{"role": "user", "content": row["prompt"]}]})
+    system = [{"role": "system", "content": script_args.system_prompt}] if script_args.system_prompt else []
+    dataset = dataset.map(lambda row: {"prompt": [*system, {"role": "user", "content": row["prompt"]}]})
     trainer = GRPOTrainer(
         model=model, reward_funcs=[accuracy_reward, format_reward], args=training_args, train_dataset=dataset,
         processing_class=tokenizer, callbacks=[TimeBudget(script_args.max_train_seconds)] if script_args.max_train_seconds else None,

@@ -37,6 +37,7 @@ from trainers.cli import run_script
 from trainers.common import (
     TaskArguments,
     TimeBudget,
+    apply_lora,
     evaluate_arith,
     load_model,
 )
@@ -65,6 +66,11 @@ class MARLScriptArguments(TaskArguments):
     warmup_size: int = field(default=1000, metadata={"help": "Warm-up samples: formatted but wrong own rollouts (paper: about 1,000)."})
     warmup_learning_rate: float = field(default=2e-5, metadata={"help": "Learning rate of the warm-up SFT pass."})
     warmup_temperature: float = field(default=1.0, metadata={"help": "The reasoner's sampling temperature in warm-up rollouts."})
+    warmup_max_rollouts: int = field(default=0, metadata={"help": "Most rollouts drawn to find warm-up samples (0: no limit)."})
+    planner_train: str = field(
+        default="full", metadata={"help": "What of the planner trains: 'full' (backbone and head) or 'head' (frozen backbone; checkpoints hold the head only)."}
+    )
+    lora_last_layers: int = field(default=0, metadata={"help": "With --use_peft: LoRA on the reasoner's last N decoder layers only (0: all)."})
     validation_size: int = field(default=100, metadata={"help": "Training problems held out for validation (0: no validation, the last step is final)."})
     validation_steps: int = field(default=20, metadata={"help": "Optimizer steps between validations."})
 
@@ -93,11 +99,15 @@ def table(before: dict, after: dict) -> str:
 
 
 def load_starting_planner(script_args, library, seed: int) -> PolicyPlanner:
+    if script_args.planner_train not in ("full", "head"):
+        raise ValueError(f"planner_train={script_args.planner_train!r} is not a choice; use 'full' (backbone and head) or 'head' (head only)")
     planner_dir = script_args.planner or str(bundled(ASSETS / "planner-init"))
     if (Path(planner_dir) / "planner.json").is_file():
         planner = PolicyPlanner.from_pretrained(planner_dir, seed=seed)
+        planner.backbone_spec = planner.backbone_spec or str(Path(planner_dir) / "backbone")
     else:
         planner = PolicyPlanner.from_backbone(planner_dir, library, seed=seed)
+    planner.set_backbone_trainable(script_args.planner_train == "full")
     if planner.library.ids != library.ids:
         planner.grow(library)  # continual learning: new strategies get fresh head rows, old rows are kept
     return planner
@@ -115,6 +125,7 @@ def warm_up(script_args, training_args: MARLConfig, model, tokenizer, planner, l
         samples, drawn = collect_warmup(
             planner, sampler, library, data["prompt"], data["solution"], script_args.warmup_size, seed=training_args.seed,
             max_steps=training_args.max_reasoning_steps, max_step_tokens=training_args.max_step_tokens,
+            max_rollouts=script_args.warmup_max_rollouts,
         )
     if state.num_processes > 1:
         samples, drawn = broadcast_object_list([samples, drawn])
@@ -136,6 +147,7 @@ def main(script_args: MARLScriptArguments, training_args: MARLConfig, model_args
     library = load_strategies(script_args.strategies)
     planner = load_starting_planner(script_args, library, training_args.seed)
     tokenizer, model = load_model(model_args.model_name_or_path, model_args.dtype, model_args.attn_implementation)
+    model = apply_lora(model, model_args, script_args.lora_last_layers)
     data = load_task(  # train_size 0 means the whole set; validation rows come off its end either way
         script_args.task, n=script_args.train_size and script_args.train_size + script_args.validation_size, seed=training_args.seed,
         split=script_args.dataset_split, question_field=script_args.question_field, answer_field=script_args.answer_field,

@@ -209,13 +209,14 @@ class MARLTrainer(GRPOTrainer):
             backbone.activation_checkpointing_disable()
 
     def reasoner_parameters(self) -> list[torch.nn.Parameter]:
-        return [p for p in self.accelerator.unwrap_model(self.model).parameters() if id(p) not in self.planner_ids]
+        """The reasoner's trainable parameters (LoRA's alone under peft)."""
+        return [p for p in self.accelerator.unwrap_model(self.model).parameters() if id(p) not in self.planner_ids and p.requires_grad]
 
     # -- optimizer: the planner is a second parameter group ------------------------------------------
     def create_optimizer(self, model=None):
         with self.reasoner_only():  # TRL's groups (decay / no decay) over the reasoner's parameters only
             optimizer = super().create_optimizer(model)
-        optimizer.add_param_group({"params": list(self.planner.parameters()), "lr": self.args.planner_learning_rate, "weight_decay": 0.0})
+        optimizer.add_param_group({"params": [p for p in self.planner.parameters() if p.requires_grad], "lr": self.args.planner_learning_rate, "weight_decay": 0.0})
         return optimizer
 
     def _clip_grad_norm(self, model):
@@ -382,7 +383,7 @@ class UpdateNorms(TrainerCallback):
         self.before: dict[str, list[torch.Tensor]] = {}
 
     def agents(self) -> dict[str, list[torch.nn.Parameter]]:
-        return {"planner": list(self.trainer.planner.parameters()), "reasoner": self.trainer.reasoner_parameters()}
+        return {"planner": [p for p in self.trainer.planner.parameters() if p.requires_grad], "reasoner": self.trainer.reasoner_parameters()}
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
         self.before = {name: [p.detach().clone() for p in params] for name, params in self.agents().items()}
@@ -402,13 +403,14 @@ def check_checkpoint(path: str | Path) -> None:
     hint = "resume from an earlier checkpoint-N, or start afresh without --resume_from_checkpoint"
     if not path.is_dir():
         raise CheckpointError(f"checkpoint {path} does not exist; pass a checkpoint-N directory of this trainer, or 'true' for the latest")
-    for name in ("trainer_state.json", "model.safetensors", "optimizer.pt", f"{PLANNER_DIR}/planner.json"):
+    weights = "adapter_model.safetensors" if (path / "adapter_model.safetensors").is_file() else "model.safetensors"  # LoRA: the adapter alone
+    for name in ("trainer_state.json", weights, "optimizer.pt", f"{PLANNER_DIR}/planner.json"):
         if not (path / name).is_file():
             raise CheckpointError(f"checkpoint {path} is incomplete (no {name}); {hint}")
     current = "trainer_state.json"
     try:
         json.loads((path / current).read_text())
-        current = "model.safetensors"
+        current = weights
         with safe_open(str(path / current), "pt") as f:
             for key in f.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
                 f.get_tensor(key)

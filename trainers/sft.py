@@ -65,16 +65,18 @@ def tokenize_sample(reasoner: HFReasoner, question: str, steps: list[tuple[str, 
 
 def collect_warmup(
     planner: Planner, reasoner: HFReasoner, library: StrategyLibrary, questions: list[str], golds: list[str], n: int,
-    *, seed: int = 0, max_steps: int = 12, max_step_tokens: int = 96, chunk: int = 64,
+    *, seed: int = 0, max_steps: int = 12, max_step_tokens: int = 96, chunk: int = 64, max_rollouts: int = 0,
 ) -> tuple[list[tuple[str, list[tuple[str, str]]]], int]:
     """Up to `n` of the reasoner's own rollouts with R_format = 1 and R_acc = 0, as `(question, [(strategy, text)])`;
     and how many rollouts were drawn.
 
-    Questions are visited in a seeded order, each once, so a question never gives two samples.
+    Questions are visited in a seeded order, each once, so a question never gives two samples. `max_rollouts`
+    (0: no limit) bounds the rollouts drawn: a slow real model may rarely write a formatted trajectory.
     """
     graph = build_graph(planner, reasoner, library, max_steps=max_steps, max_step_tokens=max_step_tokens)
     order = list(range(len(questions)))
     random.Random(seed).shuffle(order)
+    order = order[:max_rollouts] if max_rollouts > 0 else order
     out: list[tuple[str, list[tuple[str, str]]]] = []
     drawn = 0
     for k in range(0, len(order), chunk):
@@ -87,7 +89,7 @@ def collect_warmup(
                 out.append((questions[i], [(s["strategy"], s["text"]) for s in state["steps"]]))
         if len(out) >= n:
             return out[:n], drawn
-    logger.warning("only %d warm-up samples found in %d questions (asked for %d)", len(out), len(questions), n)
+    logger.warning("only %d warm-up samples found in %d rollouts (asked for %d)", len(out), drawn, n)
     return out, drawn
 
 

@@ -118,8 +118,15 @@ class Validation(TrainerCallback):
         from safetensors.torch import load_file
 
         self.trainer.planner.load_state_dict(PolicyPlanner.from_pretrained(self.best_dir / "planner").state_dict())
+        adapter = self.best_dir / "reasoner" / "adapter_model.safetensors"
         with self.trainer.reasoner_only() as model:
-            result = model.load_state_dict(load_file(self.best_dir / "reasoner" / "model.safetensors"), strict=False)
+            if adapter.is_file():  # a LoRA reasoner saves its adapter alone
+                from peft import set_peft_model_state_dict
+
+                result = set_peft_model_state_dict(model, load_file(adapter))
+                result.missing_keys[:] = []  # the frozen base model's keys: not in an adapter by design
+            else:
+                result = model.load_state_dict(load_file(self.best_dir / "reasoner" / "model.safetensors"), strict=False)
         tied = {k for k in result.missing_keys if k.endswith("lm_head.weight")}  # tied to the embeddings, saved once
         if result.unexpected_keys or set(result.missing_keys) - tied:
             raise RuntimeError(f"best reasoner in {self.best_dir} does not match the model: {result.unexpected_keys or result.missing_keys}")

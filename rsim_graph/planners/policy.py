@@ -31,6 +31,21 @@ CONFIG_FILE = "planner.json"
 LIBRARY_FILE = "strategies.yaml"
 
 
+def load_backbone(spec: str):
+    """(backbone, tokenizer) from a directory, hub id, `.gguf` file or `smollm2`, with a one-line error."""
+    name_or_path = resolve_model(spec)
+    try:
+        # sdpa: several times faster than eager on the planner's long, padded batches (measured on CPU).
+        backbone = AutoModel.from_pretrained(name_or_path, attn_implementation="sdpa")
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(
+            f"cannot load planner backbone {spec!r}: {str(e).splitlines()[0]} (pass a planner checkpoint "
+            "directory, a local model directory, or a hub id on a machine with access to the hub)"
+        ) from e
+    return backbone, tokenizer
+
+
 class PolicyPlanner(nn.Module):
     """Backbone + action head.
 
@@ -45,6 +60,11 @@ class PolicyPlanner(nn.Module):
         seed (`int`, *optional*): seeds sampling.
         chunk (`int`, *optional*, defaults to `64`): texts per forward pass; texts are grouped by length
             so padding stays small.
+        freeze_backbone (`bool`, *optional*, defaults to `False`): train the head only. The backbone runs
+            without gradients, and a checkpoint stores the head and a reference to the backbone (`backbone_spec`)
+            instead of the backbone's weights.
+        backbone_spec (`str`, *optional*): the model spec the backbone was loaded from (`smollm2`, a path or
+            hub id); a frozen planner's checkpoint names it, and loading reads the backbone from it.
     """
 
     def __init__(
@@ -58,6 +78,8 @@ class PolicyPlanner(nn.Module):
         max_step_chars: int = 200,
         seed: int | None = None,
         chunk: int = 64,
+        freeze_backbone: bool = False,
+        backbone_spec: str | None = None,
     ):
         super().__init__()
         self.backbone = backbone
@@ -67,12 +89,21 @@ class PolicyPlanner(nn.Module):
         self.max_length = max_length
         self.max_step_chars = max_step_chars
         self.chunk = chunk
+        self.backbone_spec = backbone_spec
+        self.set_backbone_trainable(not freeze_backbone)
         self.head = self.new_head(len(library))
         self.generator = torch.Generator()
         if seed is not None:
             self.generator.manual_seed(seed)
         self._lock = threading.Lock()
         self.batcher = MicroBatcher(self._choose_batch)
+
+    def set_backbone_trainable(self, trainable: bool) -> None:
+        """Train the backbone with the head, or the head alone (then checkpoints name the backbone instead of saving it)."""
+        if not trainable and not self.backbone_spec:
+            raise ValueError("a frozen planner backbone needs backbone_spec: its checkpoint names the backbone instead of saving it")
+        self.freeze_backbone = not trainable
+        self.backbone.requires_grad_(trainable)
 
     def new_head(self, rows: int) -> nn.Linear:
         """A freshly initialised action head in the backbone's dtype and device (bf16 backbones get a bf16 head)."""
@@ -119,7 +150,8 @@ class PolicyPlanner(nn.Module):
         for k in range(0, len(order), self.chunk):
             enc = self.encode([texts[i] for i in order[k : k + self.chunk]])
             pos = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-            parts.append(self.backbone(**enc, position_ids=pos).last_hidden_state[:, -1])  # (chunk, H)
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_backbone):  # no activations kept for a frozen backbone
+                parts.append(self.backbone(**enc, position_ids=pos).last_hidden_state[:, -1])  # (chunk, H)
         hidden = torch.cat(parts)[torch.argsort(torch.tensor(order))]  # back to the callers' order
         return self.head(hidden.to(self.head.weight.dtype))
 
@@ -155,8 +187,10 @@ class PolicyPlanner(nn.Module):
 
     def frozen_copy(self) -> PolicyPlanner:
         """A frozen twin, e.g. the reference for a KL penalty (deepcopy cannot copy the batcher's threads)."""
+        backbone = self.backbone if self.freeze_backbone else copy.deepcopy(self.backbone)  # a frozen backbone is shared
         twin = PolicyPlanner(
-            copy.deepcopy(self.backbone), self.tokenizer, self.library, max_length=self.max_length, max_step_chars=self.max_step_chars
+            backbone, self.tokenizer, self.library, max_length=self.max_length, max_step_chars=self.max_step_chars,
+            freeze_backbone=self.freeze_backbone, backbone_spec=self.backbone_spec,
         )
         twin.head.load_state_dict(self.head.state_dict())
         return twin.to(self.head.weight.device).eval().requires_grad_(False)
@@ -178,50 +212,56 @@ class PolicyPlanner(nn.Module):
     def save_pretrained(self, path: str | Path) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.backbone.save_pretrained(path / "backbone")
-        self.tokenizer.save_pretrained(path / "backbone")
+        config = {"max_length": self.max_length, "max_step_chars": self.max_step_chars, "strategies": self.library.ids}
+        if self.freeze_backbone:  # the trainable part only: the head, over the backbone it names
+            config["backbone"] = self.backbone_spec
+        else:
+            self.backbone.save_pretrained(path / "backbone")
+            self.tokenizer.save_pretrained(path / "backbone")
         torch.save(self.head.state_dict(), path / HEAD_FILE)
         self.library.save(path / LIBRARY_FILE)
-        (path / CONFIG_FILE).write_text(json.dumps(
-                {"max_length": self.max_length, "max_step_chars": self.max_step_chars, "strategies": self.library.ids}, indent=2
-            ))
+        (path / CONFIG_FILE).write_text(json.dumps(config, indent=2))
 
     @classmethod
     def from_backbone(cls, name_or_path: str, library: StrategyLibrary, **kwargs) -> PolicyPlanner:
         """The paper's initialisation: a pretrained language model (path, hub id, `.gguf` file or `smollm2`) plus a
         fresh action head."""
-        name_or_path = resolve_model(name_or_path)
-        try:
-            backbone = AutoModel.from_pretrained(name_or_path, attn_implementation="sdpa")
-            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-        except (OSError, ValueError) as e:
-            raise CheckpointError(
-                f"cannot load planner backbone {name_or_path!r}: {str(e).splitlines()[0]} (pass a planner checkpoint "
-                "directory, a local model directory, or a hub id on a machine with access to the hub)"
-            ) from e
+        backbone, tokenizer = load_backbone(name_or_path)
+        kwargs.setdefault("backbone_spec", str(name_or_path))
         return cls(backbone, tokenizer, library, **kwargs)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs) -> PolicyPlanner:
         path = Path(path)
-        needed = [path / CONFIG_FILE, path / HEAD_FILE, path / LIBRARY_FILE, path / "backbone" / "config.json"]
+        needed = [path / CONFIG_FILE, path / HEAD_FILE, path / LIBRARY_FILE]
         missing = [p.name for p in needed if not p.is_file()]
+        try:
+            cfg = json.loads((path / CONFIG_FILE).read_text()) if not missing else {}
+        except ValueError as e:
+            raise CheckpointError(f"planner checkpoint {path} is corrupt: {CONFIG_FILE}: {e}") from e
+        spec = cfg.get("backbone")
+        if not spec and not (path / "backbone" / "config.json").is_file():
+            missing.append("backbone/config.json")
         if missing:
             raise CheckpointError(
                 f"{path} is not a planner checkpoint (missing {', '.join(missing)}); "
                 "pass a directory written by PolicyPlanner.save_pretrained"
             )
         try:
-            cfg = json.loads((path / CONFIG_FILE).read_text())
             library = load_strategies(path / LIBRARY_FILE)
-            # sdpa: several times faster than eager on the planner's long, padded batches (measured on CPU).
-            backbone = AutoModel.from_pretrained(path / "backbone", attn_implementation="sdpa")
-            tokenizer = AutoTokenizer.from_pretrained(path / "backbone")
             head = torch.load(path / HEAD_FILE, map_location="cpu", weights_only=True)
+            backbone, tokenizer = load_backbone(spec or str(path / "backbone")) if not spec else (None, None)
+        except CheckpointError:
+            raise
         except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
             raise CheckpointError(f"planner checkpoint {path} is corrupt: {str(e).splitlines()[0]}") from e
+        if spec:  # outside the corruption check: a missing base model has its own message (how to install it)
+            backbone, tokenizer = load_backbone(spec)
         kwargs.setdefault("max_length", cfg.get("max_length", 512))
         kwargs.setdefault("max_step_chars", cfg.get("max_step_chars", 200))
+        if spec:
+            kwargs.setdefault("freeze_backbone", True)
+            kwargs.setdefault("backbone_spec", spec)
         planner = cls(backbone, tokenizer, library, **kwargs)
         try:
             planner.head.load_state_dict(head)

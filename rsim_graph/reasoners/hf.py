@@ -99,6 +99,8 @@ def load_causal_lm(path: str, *, dtype: torch.dtype | None = None, device: str =
     error when missing."""
     path = resolve_model(path)
     local = Path(path).expanduser()
+    if (local / "adapter_config.json").is_file():
+        return load_adapter(local, dtype=dtype, device=device)
     looks_local = local.exists() or path.startswith((".", "/", "~"))
     if looks_local and not (local / "config.json").is_file():
         raise CheckpointError(f"no model at {local}: expected a directory with config.json (a saved transformers model)")
@@ -112,6 +114,26 @@ def load_causal_lm(path: str, *, dtype: torch.dtype | None = None, device: str =
             f"cannot load model {path!r}: {str(e).splitlines()[0]} (pass a local model directory, "
             "or a hub id on a machine with access to the hub)"
         ) from e
+    return tokenizer, model.to(device).eval()
+
+
+def load_adapter(path: Path, *, dtype: torch.dtype | None = None, device: str = "cpu"):
+    """A LoRA adapter directory (as the trainers save it) merged into the base model its config names."""
+    import json
+
+    from peft import PeftModel
+
+    try:
+        base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"adapter {path} has no readable base_model_name_or_path in adapter_config.json ({e})") from e
+    if not base:
+        raise CheckpointError(f"adapter {path} does not name its base model; set base_model_name_or_path in adapter_config.json")
+    tokenizer, model = load_causal_lm(base, dtype=dtype, device=device)
+    try:
+        model = PeftModel.from_pretrained(model, str(path)).merge_and_unload()  # merged: decoding runs at the base model's speed
+    except (OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"cannot load adapter {path} over {base!r}: {str(e).splitlines()[0]}") from e
     return tokenizer, model.to(device).eval()
 
 

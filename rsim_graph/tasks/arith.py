@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import random
 import re
+import zlib
 from dataclasses import dataclass
 
 from rsim_graph.errors import InputError
@@ -49,6 +50,8 @@ class ArithConfig:
         operators (`tuple[str, ...]`): a subset of `+`, `-`, `*` (multipliers are one digit, 2-9).
         word_share (`float`): share of problems written as word problems.
         slip (`float`): chance that a one-go computation with a carry, borrow or multi-digit product is wrong.
+        disjoint_splits (`bool`): keep every question in one split only (by a hash of its text), for small
+            problem spaces where the train and test seeds would otherwise draw the same questions.
     """
 
     min_ops: int = 2
@@ -57,6 +60,7 @@ class ArithConfig:
     operators: tuple[str, ...] = OPERATORS
     word_share: float = 0.3
     slip: float = 0.4
+    disjoint_splits: bool = False
 
     def __post_init__(self):
         if self.min_ops < 1 or self.max_ops < self.min_ops:
@@ -70,6 +74,21 @@ class ArithConfig:
             raise InputError(f"unknown ArithWorld operators {bad or '(none given)'}; choose from {', '.join(OPERATORS)}")
         if not 0 <= self.slip <= 1 or not 0 <= self.word_share <= 1:
             raise InputError("slip and word_share are probabilities: keep them between 0 and 1")
+
+
+# Named ArithWorld tasks. `arith-easy` is sized for a 135M real LLM (SmolLM2-135M-Instruct): one-digit
+# numbers, addition and subtraction, one to three operations, half of them word problems.
+PRESETS: dict[str, ArithConfig] = {
+    "arith": ArithConfig(),
+    "arith-easy": ArithConfig(min_ops=1, max_ops=3, digits=1, operators=("+", "-"), word_share=0.5, disjoint_splits=True),
+}
+
+
+def arith_world(task: str, *, split: str = "test", seed: int = 0) -> ArithWorld:
+    """The ArithWorld of a named task (`PRESETS`)."""
+    if task not in PRESETS:
+        raise InputError(f"unknown ArithWorld task {task!r}; choose from {', '.join(PRESETS)}")
+    return ArithWorld(PRESETS[task], split=split, seed=seed)
 
 
 def apply(v: int, op: Op) -> int:
@@ -103,10 +122,17 @@ class ArithWorld:
         if split not in ("train", "test"):
             raise InputError(f"split must be 'train' or 'test', got {split!r}")
         self.config = config or ArithConfig()
+        self.split = split
         self.base = (TEST_SEED_BASE if split == "test" else TRAIN_SEED_BASE) + seed * 100_003
 
     def problem(self, i: int) -> Problem:
         rng = random.Random(self.base + i)
+        while True:  # with disjoint splits, draw on until the question belongs to this split
+            p = self._draw(rng)
+            if not self.config.disjoint_splits or in_test_split(p.question) == (self.split == "test"):
+                return p
+
+    def _draw(self, rng: random.Random) -> Problem:
         c = self.config
         k = rng.randint(c.min_ops, c.max_ops)
         v = start = rng.randint(1, 10**c.digits - 1)
@@ -124,6 +150,11 @@ class ArithWorld:
 
     def problems(self, n: int, offset: int = 0) -> list[Problem]:
         return [self.problem(offset + i) for i in range(n)]
+
+
+def in_test_split(question: str) -> bool:
+    """One question in ten is a test question (a stable hash of its text, the same on every machine)."""
+    return zlib.crc32(question.encode()) % 10 == 0
 
 
 def expr_question(start: int, ops: list[Op]) -> str:
