@@ -22,7 +22,7 @@ from evals.methods import METHODS, resolve
 from evals.report import plot, score_table, token_table
 from evals.runner import evaluate
 from rsim_graph.errors import InputError, RSIMError
-from rsim_graph.loading import ASSETS, BUNDLED_PLANNER, BUNDLED_REASONER, load_reasoner
+from rsim_graph.loading import ASSETS, BUNDLED_PLANNER, BUNDLED_REASONER, load_reasoner, resolve_injection
 from rsim_graph.models import model_label
 from rsim_graph.strategies import INJECTIONS, load_strategies
 from rsim_graph.tasks.arith import PRESETS, arith_world
@@ -52,8 +52,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="how a chat upstream sees injected strategies: continuing the assistant message, or a user turn per step",
     )
     p.add_argument(
-        "--injection", choices=INJECTIONS, default="prefill",
-        help="how the reasoner sees a strategy: prefilled in its turn, plus a system message stating the step protocol, or as numbered step headers",
+        "--injection", choices=("auto", *INJECTIONS), default="auto",
+        help="how the reasoner sees a strategy: prefilled in its turn, plus a system message stating the step protocol, or as numbered "
+        "step headers (auto: prefill for the bundled tiny models, system for others)",
     )
     p.add_argument("--api_key", default=None)
     p.add_argument("--concurrency", type=int, default=64, help="problems in flight at once")
@@ -111,6 +112,7 @@ def run(args: argparse.Namespace) -> str:
     )
     name = model_label(args.reasoner or str(BUNDLED_REASONER))
     model = args.reasoner_model or (f"tiny {name} (bundled)" if bundled else name)
+    injection = resolve_injection(args.injection, args.reasoner, args.reasoner_base_url)
     out_dir = args.output_dir
     (out_dir / "records").mkdir(parents=True, exist_ok=True)
     results: dict = {}
@@ -120,14 +122,14 @@ def run(args: argparse.Namespace) -> str:
             path = out_dir / "records" / f"{task}__{m.name.replace('/', '_').replace(':', '_')}.jsonl"
             summary, recs = evaluate(
                 m, problems, reasoner, library, max_steps=args.max_steps, max_step_tokens=args.max_step_tokens,
-                max_total_tokens=args.max_total_tokens, injection=args.injection, seed=args.seed, chunk=args.concurrency, records_path=path,
+                max_total_tokens=args.max_total_tokens, injection=injection, seed=args.seed, chunk=args.concurrency, records_path=path,
                 progress=not args.no_progress, planner_base_url=args.planner_base_url or args.reasoner_base_url, api_key=args.api_key,
             )
             results.setdefault((model, m.name), {})[task] = summary
             records[(model, m.name, task)] = recs
             follow = "" if summary.follow is None else f", R_follow {summary.follow:.2f}"
             print(f"{task} / {m.name}: {100 * summary.accuracy:.1f}% of {summary.n} ({summary.errors} errors, {summary.seconds:.0f} s{follow})", file=sys.stderr, flush=True)
-    summary_json = {"model": model, "prompt_style": style, "reasoner_mode": args.reasoner_mode if args.reasoner_base_url else None, "injection": args.injection, "tasks": {t: {m: asdict(results[(model, m)][t]) for (_, m) in results if t in results[(model, m)]} for t in tasks}}
+    summary_json = {"model": model, "prompt_style": style, "reasoner_mode": args.reasoner_mode if args.reasoner_base_url else None, "injection": injection, "tasks": {t: {m: asdict(results[(model, m)][t]) for (_, m) in results if t in results[(model, m)]} for t in tasks}}
     (out_dir / "summary.json").write_text(json.dumps(summary_json, indent=2))
     report = f"## Accuracy (%)\n\n{score_table(results, tasks)}\n\n## Reasoner tokens per problem (mean ± std)\n\n{token_table(results, tasks)}\n"
     (out_dir / "summary.md").write_text(report)

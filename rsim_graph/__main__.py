@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s.add_argument("--reasoner_base_url", default=None, help="OpenAI-compatible server (vLLM, SGLang, Ollama) for the reasoner")
     s.add_argument("--reasoner_model", default=None, help="model name at --reasoner_base_url")
     s.add_argument("--reasoner_mode", choices=["prefill", "turns"], default="prefill")
-    s.add_argument("--injection", choices=INJECTIONS, default="prefill", help="how the reasoner sees a strategy (README: Injection formats)")
+    s.add_argument("--injection", choices=("auto", *INJECTIONS), default="auto", help="how the reasoner sees a strategy (auto: prefill for the bundled tiny models, system for others; README: Injection formats)")
     s.add_argument("--api_key", default=None, help="key for the OpenAI-compatible server(s)")
     s.add_argument("--strategies", default=None, help="strategy library YAML (default: the nine built-in strategies)")
     s.add_argument("--temperature", type=float, default=0.0)

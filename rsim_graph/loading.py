@@ -20,6 +20,15 @@ PLANNER_SPECS = (
 )
 
 
+def resolve_injection(injection: str, reasoner: str | None, base_url: str | None) -> str:
+    """`auto`: `prefill` for the bundled tiny models (trained that way), `system` for any other model (it scored
+    best on SmolLM2-135M-Instruct: README, "Injection formats"); other values are returned unchanged."""
+    if injection != "auto":
+        return injection
+    tiny = not (reasoner or base_url) or Path(reasoner or "").expanduser().resolve().is_relative_to(ASSETS)
+    return "prefill" if tiny else "system"
+
+
 def bundled(path: Path) -> Path:
     if not (path / "config.json").is_file() and not (path / "planner.json").is_file():
         raise CheckpointError(
@@ -141,7 +150,7 @@ def load_runtime(
     max_steps: int = 12,
     max_step_tokens: int = 256,
     max_total_tokens: int = 2048,
-    injection: str = "prefill",
+    injection: str = "auto",
 ):
     """Everything a caller of the runtime needs from command-line specs: `(graph, reasoner, library)`.
 
@@ -157,6 +166,7 @@ def load_runtime(
         reasoner, base_url=base_url, model_name=model_name, api_key=api_key, mode=mode, temperature=temperature, seed=seed
     )
     graph = build_graph(
-        plan, reason, library, max_steps=max_steps, max_step_tokens=max_step_tokens, max_total_tokens=max_total_tokens, injection=injection
+        plan, reason, library, max_steps=max_steps, max_step_tokens=max_step_tokens, max_total_tokens=max_total_tokens,
+        injection=resolve_injection(injection, reasoner, base_url),
     )
     return graph, reason, library

@@ -26,7 +26,9 @@ class ServerSettings(BaseSettings):
     reasoner_model: str | None = Field(None, description="model name at --reasoner_base_url")
     reasoner_api_key: str | None = Field(None, description="key for --reasoner_base_url")
     reasoner_mode: Literal["prefill", "turns"] = Field("prefill", description="how a chat upstream sees injected strategies")
-    injection: Literal["prefill", "system", "headers"] = Field("prefill", description="how the reasoner sees a strategy (README: Injection formats)")
+    injection: Literal["auto", "prefill", "system", "headers"] = Field(
+        "auto", description="how the reasoner sees a strategy (auto: prefill for the bundled tiny models, system for others)"
+    )
     strategies: str | None = Field(None, description="strategy library YAML; default: the nine built-in strategies")
 
     api_key: list[str] = Field(default_factory=list, description="accepted bearer keys (repeat the flag); none means no auth")

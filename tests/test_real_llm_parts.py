@@ -143,3 +143,13 @@ def test_warmup_draws_at_most_max_rollouts(hf_reasoner, library):
     questions = [f"Compute {i}+1." for i in range(20)]
     _, drawn = collect_warmup(ScriptedPlanner([]), hf_reasoner, library, questions, ["0"] * 20, 100, max_steps=2, max_step_tokens=4, chunk=4, max_rollouts=6)
     assert drawn == 6
+
+
+def test_auto_injection_is_prefill_for_the_bundled_models_and_system_for_others(tmp_path):
+    from rsim_graph.loading import BUNDLED_REASONER, resolve_injection
+
+    assert resolve_injection("auto", None, None) == "prefill"
+    assert resolve_injection("auto", str(BUNDLED_REASONER), None) == "prefill"
+    assert resolve_injection("auto", "smollm2", None) == "system"
+    assert resolve_injection("auto", None, "http://localhost:8000/v1") == "system"
+    assert resolve_injection("headers", None, None) == "headers"
