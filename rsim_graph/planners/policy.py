@@ -250,13 +250,10 @@ class PolicyPlanner(nn.Module):
         try:
             library = load_strategies(path / LIBRARY_FILE)
             head = torch.load(path / HEAD_FILE, map_location="cpu", weights_only=True)
-            backbone, tokenizer = load_backbone(spec or str(path / "backbone")) if not spec else (None, None)
-        except CheckpointError:
-            raise
         except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
             raise CheckpointError(f"planner checkpoint {path} is corrupt: {str(e).splitlines()[0]}") from e
-        if spec:  # outside the corruption check: a missing base model has its own message (how to install it)
-            backbone, tokenizer = load_backbone(spec)
+        # A named backbone (`smollm2`) or the saved one; a missing base model has its own message (how to install it).
+        backbone, tokenizer = load_backbone(spec or str(path / "backbone"))
         kwargs.setdefault("max_length", cfg.get("max_length", 512))
         kwargs.setdefault("max_step_chars", cfg.get("max_step_chars", 200))
         if spec:
