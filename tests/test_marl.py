@@ -81,6 +81,7 @@ def test_prompt_question_reads_strings_and_conversations():
         ({"planner_beta": -0.1}, "planner_beta=-0.1 is negative"),
         ({"planner_reward_weights": [1.0, 1.0]}, "give three, for R_acc, R_penalty and R_terminal"),
         ({"ddp_find_unused_parameters": True}, "DDP would mark ready twice"),
+        ({"injection": "auto"}, "injection='auto' is not a choice; use one of prefill, system, headers"),
     ],
 )
 def test_config_errors_say_what_to_fix(tmp_path, overrides, message):
@@ -117,12 +118,19 @@ def test_a_few_steps_update_both_agents_and_switch_stage(tmp_path, tiny_lm, toke
 
 
 @pytest.mark.slow
-def test_reasoner_tokens_scored_by_trl_match_the_rollout(tmp_path, tiny_lm, tokenizer, planner_dir):
+@pytest.mark.parametrize("injection", ["prefill", "system", "headers"])
+def test_reasoner_tokens_scored_by_trl_match_the_rollout(tmp_path, tiny_lm, tokenizer, planner_dir, injection):
     """The trainer's forward pass over prompt+completion reproduces the sampling log-probs (same tokens, same context)."""
+    from rsim_graph.strategies import STEP_PROTOCOL
+
     planner = PolicyPlanner.from_pretrained(planner_dir, seed=0)
-    args = tiny_args(tmp_path, temperature=1.0)
+    args = tiny_args(tmp_path, temperature=1.0, injection=injection)
     trainer = MARLTrainer(tiny_lm, planner, args, train_dataset=arith_dataset(8), processing_class=tokenizer)
     out = trainer.rollout([p for p in arith_dataset(2)["prompt"]], trainer)
+    prompt = tokenizer.decode(out["prompt_ids"][0])
+    assert (STEP_PROTOCOL.split("\n")[0] in prompt) == (injection == "system")
+    injected = tokenizer.decode([t for t, m in zip(out["completion_ids"][0], out["env_mask"][0], strict=True) if not m])
+    assert ("### Step 1." in injected) == (injection == "headers")
     for q_ids, ids, mask, lps in zip(out["prompt_ids"], out["completion_ids"], out["env_mask"], out["logprobs"], strict=True):
         full = torch.tensor([q_ids + ids])
         with torch.no_grad():

@@ -53,6 +53,23 @@ def test_warmup_samples_mask_everything_but_the_reasoners_steps(tiny_lm, tokeniz
     assert own == "1+2 = 3\n\n\\boxed{3}\n\n"
 
 
+def test_warmup_samples_carry_the_runs_injection(tiny_lm, tokenizer, library):
+    from rsim_graph.graph import protocol_history
+
+    reasoner = HFReasoner(tiny_lm, tokenizer)
+    steps = [("deep-think", "1+2 = 3"), ("terminate", "\\boxed{3}")]
+    plain = tokenize_sample(reasoner, "1+2?", steps, library)
+    system = tokenize_sample(reasoner, "1+2?", steps, library, "system")
+    headers = tokenize_sample(reasoner, "1+2?", steps, library, "headers")
+    q = reasoner.question_ids("1+2?", protocol_history(None, "system"))
+    assert system["input_ids"][: len(q)] == q and len(q) > len(reasoner.question_ids("1+2?"))
+    assert system["input_ids"][len(q) :] == plain["input_ids"][len(reasoner.question_ids("1+2?")) :]
+    assert "### Step 2. " in tokenizer.decode(headers["input_ids"])
+    for sample in (system, headers):  # the reasoner's own tokens are the same whatever the injection
+        own = [t for t, m in zip(sample["input_ids"], sample["completion_mask"], strict=True) if m]
+        assert own == [t for t, m in zip(plain["input_ids"], plain["completion_mask"], strict=True) if m]
+
+
 def test_warmup_keeps_only_the_reasoners_formatted_but_wrong_rollouts(hf_reasoner, library):
     from tests.conftest import ScriptedReasoner
 

@@ -125,7 +125,7 @@ def warm_up(script_args, training_args: MARLConfig, model, tokenizer, planner, l
         samples, drawn = collect_warmup(
             planner, sampler, library, data["prompt"], data["solution"], script_args.warmup_size, seed=training_args.seed,
             max_steps=training_args.max_reasoning_steps, max_step_tokens=training_args.max_step_tokens,
-            max_rollouts=script_args.warmup_max_rollouts,
+            max_rollouts=script_args.warmup_max_rollouts, injection=training_args.injection,
         )
     if state.num_processes > 1:
         samples, drawn = broadcast_object_list([samples, drawn])
@@ -136,7 +136,7 @@ def warm_up(script_args, training_args: MARLConfig, model, tokenizer, planner, l
         seed=training_args.seed, save_strategy="no", report_to="none", logging_steps=10, use_cpu=training_args.use_cpu,
         disable_tqdm=training_args.disable_tqdm,
     )
-    metrics = run_warmup(sampler, samples, library, args) if samples else {}
+    metrics = run_warmup(sampler, samples, library, args, training_args.injection) if samples else {}
     logger.info("warm-up: %d samples from %d rollouts, %.0fs", len(samples), drawn, time.perf_counter() - start)
     return {"samples": len(samples), "rollouts": drawn, "seconds": round(time.perf_counter() - start, 1), "loss": metrics.get("train_loss")}
 

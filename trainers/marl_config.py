@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from rsim_graph.strategies import INJECTIONS
+
 
 @dataclass
 class MARLConfig(GRPOConfig):
@@ -48,6 +50,10 @@ class MARLConfig(GRPOConfig):
             Reasoner tokens per step in rollouts.
         planner_reward_weights (`list[float]`, *optional*, defaults to `[1.0, 1.0, 1.0]`):
             Weights of R_acc, R_penalty and R_terminal in the planner's reward (the paper sums them).
+        injection (`str`, *optional*, defaults to `"prefill"`):
+            How the reasoner sees a strategy in rollouts, validation and the warm-up: `prefill` (the paper's),
+            `system` (plus a system message stating the step protocol) or `headers` (README: Injection
+            formats). The token ids the loss reads are the ones the graph built, so any choice trains exactly.
         planner_gradient_checkpointing (`bool`, *optional*, defaults to `False`):
             Recompute the planner backbone's activations in its loss pass (for large planners).
         log_update_norms (`bool`, *optional*, defaults to `False`):
@@ -68,6 +74,9 @@ class MARLConfig(GRPOConfig):
     max_step_tokens: int = field(default=96, metadata={"help": "Reasoner tokens per step in rollouts."})
     planner_reward_weights: list[float] = field(
         default_factory=lambda: [1.0, 1.0, 1.0], metadata={"help": "Weights of R_acc, R_penalty, R_terminal (paper: 1, 1, 1)."}
+    )
+    injection: str = field(
+        default="prefill", metadata={"help": f"How the reasoner sees a strategy in rollouts: one of {', '.join(INJECTIONS)}."}
     )
 
     planner_gradient_checkpointing: bool = field(
@@ -107,6 +116,11 @@ class MARLConfig(GRPOConfig):
                 f"max_step_tokens ({self.max_step_tokens}) is not below max_completion_length ({self.max_completion_length}), "
                 "the tokens a whole trajectory may write, so the planner would never choose; "
                 "lower max_step_tokens or raise max_completion_length"
+            )
+        if self.injection not in INJECTIONS:
+            raise ValueError(
+                f"injection={self.injection!r} is not a choice; use one of {', '.join(INJECTIONS)} "
+                "(the trainer needs the format itself: 'auto' is resolved by the solve, server and evals commands only)"
             )
         if len(self.planner_reward_weights) != 3:
             raise ValueError(

@@ -114,6 +114,7 @@ class MARLTrainer(GRPOTrainer):
             max_steps=args.max_reasoning_steps,
             max_step_tokens=args.max_step_tokens,
             max_total_tokens=args.max_completion_length,
+            injection=args.injection,
         )
         super().__init__(
             model=model,

@@ -67,13 +67,18 @@ class GraphRollout:
         make_reasoner (`Callable[[trainer], Reasoner]`): builds the reasoner from the trainer on the first
             call, so rollouts always use the trainer's live model (or its vLLM engine).
         max_steps, max_step_tokens, max_total_tokens (`int`): the graph's budgets.
+        injection (`str`): how the reasoner sees a strategy (`build_graph`'s `injection`).
     """
 
-    def __init__(self, planner: PolicyPlanner, library: StrategyLibrary, make_reasoner, *, max_steps: int, max_step_tokens: int, max_total_tokens: int):
+    def __init__(
+        self, planner: PolicyPlanner, library: StrategyLibrary, make_reasoner, *, max_steps: int, max_step_tokens: int,
+        max_total_tokens: int, injection: str = "prefill",
+    ):
         self.planner = planner
         self.library = library
         self.make_reasoner = make_reasoner
         self.limits = {"max_steps": max_steps, "max_step_tokens": max_step_tokens, "max_total_tokens": max_total_tokens}
+        self.injection = injection
         self.reasoner: Reasoner | None = None
         self.graph = None
 
@@ -81,7 +86,7 @@ class GraphRollout:
         """Build the reasoner and the graph once; returns the reasoner."""
         if self.graph is None:
             self.reasoner = self.make_reasoner(trainer)
-            self.graph = build_graph(self.planner, self.reasoner, self.library, **self.limits)
+            self.graph = build_graph(self.planner, self.reasoner, self.library, **self.limits, injection=self.injection)
         return self.reasoner
 
     def __call__(self, prompts: list, trainer) -> dict[str, list]:

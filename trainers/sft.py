@@ -28,7 +28,7 @@ from transformers import set_seed
 from trl import ModelConfig, SFTConfig, SFTTrainer
 
 from rsim_graph.errors import InputError
-from rsim_graph.graph import build_graph, run_batch
+from rsim_graph.graph import build_graph, protocol_history, run_batch
 from rsim_graph.loading import ASSETS, bundled, load_planner
 from rsim_graph.planners.base import Planner
 from rsim_graph.reasoners.hf import HFReasoner
@@ -51,12 +51,15 @@ class SFTScriptArguments(TaskArguments):
     strategies: str | None = field(default=None, metadata={"help": "Strategy library YAML."})
 
 
-def tokenize_sample(reasoner: HFReasoner, question: str, steps: list[tuple[str, str]], library: StrategyLibrary) -> dict:
-    """`input_ids` and `completion_mask` (1 on the reasoner's own tokens) for one trajectory of (strategy, text)."""
-    ids = reasoner.question_ids(question)
+def tokenize_sample(
+    reasoner: HFReasoner, question: str, steps: list[tuple[str, str]], library: StrategyLibrary, injection: str = "prefill"
+) -> dict:
+    """`input_ids` and `completion_mask` (1 on the reasoner's own tokens) for one trajectory of (strategy, text),
+    in the context the graph gives the reasoner under `injection`."""
+    ids = reasoner.question_ids(question, protocol_history(None, injection))
     mask = [0] * len(ids)
-    for strategy, text in steps:
-        injected = reasoner.encode(library.render(strategy))
+    for i, (strategy, text) in enumerate(steps):
+        injected = reasoner.encode(library.render(strategy, injection=injection, step=i))
         body = reasoner.encode(text + library.step_delimiter)
         ids += injected + body
         mask += [0] * len(injected) + [1] * len(body)
@@ -65,7 +68,7 @@ def tokenize_sample(reasoner: HFReasoner, question: str, steps: list[tuple[str, 
 
 def collect_warmup(
     planner: Planner, reasoner: HFReasoner, library: StrategyLibrary, questions: list[str], golds: list[str], n: int,
-    *, seed: int = 0, max_steps: int = 12, max_step_tokens: int = 96, chunk: int = 64, max_rollouts: int = 0,
+    *, seed: int = 0, max_steps: int = 12, max_step_tokens: int = 96, chunk: int = 64, max_rollouts: int = 0, injection: str = "prefill",
 ) -> tuple[list[tuple[str, list[tuple[str, str]]]], int]:
     """Up to `n` of the reasoner's own rollouts with R_format = 1 and R_acc = 0, as `(question, [(strategy, text)])`;
     and how many rollouts were drawn.
@@ -73,7 +76,7 @@ def collect_warmup(
     Questions are visited in a seeded order, each once, so a question never gives two samples. `max_rollouts`
     (0: no limit) bounds the rollouts drawn: a slow real model may rarely write a formatted trajectory.
     """
-    graph = build_graph(planner, reasoner, library, max_steps=max_steps, max_step_tokens=max_step_tokens)
+    graph = build_graph(planner, reasoner, library, max_steps=max_steps, max_step_tokens=max_step_tokens, injection=injection)
     order = list(range(len(questions)))
     random.Random(seed).shuffle(order)
     order = order[:max_rollouts] if max_rollouts > 0 else order
@@ -93,9 +96,12 @@ def collect_warmup(
     return out, drawn
 
 
-def run_warmup(reasoner: HFReasoner, samples: list[tuple[str, list[tuple[str, str]]]], library: StrategyLibrary, args: SFTConfig) -> dict:
+def run_warmup(
+    reasoner: HFReasoner, samples: list[tuple[str, list[tuple[str, str]]]], library: StrategyLibrary, args: SFTConfig,
+    injection: str = "prefill",
+) -> dict:
     """One SFT pass over the warm-up trajectories (the reasoner's model is trained in place); returns TRL's train metrics."""
-    rows = [tokenize_sample(reasoner, q, steps, library) for q, steps in samples]
+    rows = [tokenize_sample(reasoner, q, steps, library, injection) for q, steps in samples]
     model = reasoner.model.train()
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=reasoner.tokenizer)
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)

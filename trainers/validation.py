@@ -42,7 +42,7 @@ def greedy_accuracy(trainer, problems: list[Problem], limits: dict) -> float:
     model.eval()
     try:
         reasoner = HFReasoner(model, trainer.processing_class, temperature=0.0)
-        graph = build_graph(planner, reasoner, trainer.library, **limits)
+        graph = build_graph(planner, reasoner, trainer.library, **limits, injection=trainer.args.injection)
         with torch.no_grad():
             states = run_batch(graph, [p.question for p in problems])
     finally:
