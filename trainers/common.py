@@ -36,9 +36,7 @@ def load_model(model_name_or_path: str | None, dtype: str | None = None, attn_im
     """(tokenizer, model) for the reasoner: a local directory, a hub id, or the bundled tiny reasoner."""
     path = model_name_or_path or str(bundled(BUNDLED_REASONER))
     torch_dtype = None if dtype in (None, "auto") else getattr(torch, dtype)
-    tokenizer, model = load_causal_lm(path, dtype=torch_dtype)
-    if attn_implementation:
-        model.set_attn_implementation(attn_implementation)
+    tokenizer, model = load_causal_lm(path, dtype=torch_dtype, attn_implementation=attn_implementation or "sdpa")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer, model.train()

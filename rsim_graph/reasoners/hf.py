@@ -94,20 +94,21 @@ def _growing_cache(config, prefix: list[LayerKV] | None) -> DynamicCache:
     return past
 
 
-def load_causal_lm(path: str, *, dtype: torch.dtype | None = None, device: str = "cpu"):
+def load_causal_lm(path: str, *, dtype: torch.dtype | None = None, device: str = "cpu", attn_implementation: str = "sdpa"):
     """Load a tokenizer and causal LM from a local directory, hub id, `.gguf` file or `smollm2`, with a one-line
-    error when missing."""
+    error when missing. `attn_implementation` is transformers' (`sdpa`, `eager`, `flash_attention_2`): the
+    decode loop passes a padding mask and position ids, which every implementation honours."""
     path = resolve_model(path)
     local = Path(path).expanduser()
     if (local / "adapter_config.json").is_file():
-        return load_adapter(local, dtype=dtype, device=device)
+        return load_adapter(local, dtype=dtype, device=device, attn_implementation=attn_implementation)
     looks_local = local.exists() or path.startswith((".", "/", "~"))
     if looks_local and not (local / "config.json").is_file():
         raise CheckpointError(f"no model at {local}: expected a directory with config.json (a saved transformers model)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(local) if looks_local else path)
         model = AutoModelForCausalLM.from_pretrained(
-            str(local) if looks_local else path, dtype=dtype or torch.float32, attn_implementation="eager"
+            str(local) if looks_local else path, dtype=dtype or torch.float32, attn_implementation=attn_implementation
         )
     except (OSError, ValueError) as e:
         raise CheckpointError(
@@ -117,7 +118,7 @@ def load_causal_lm(path: str, *, dtype: torch.dtype | None = None, device: str =
     return tokenizer, model.to(device).eval()
 
 
-def load_adapter(path: Path, *, dtype: torch.dtype | None = None, device: str = "cpu"):
+def load_adapter(path: Path, *, dtype: torch.dtype | None = None, device: str = "cpu", attn_implementation: str = "sdpa"):
     """A LoRA adapter directory (as the trainers save it) merged into the base model its config names."""
     import json
 
@@ -129,7 +130,7 @@ def load_adapter(path: Path, *, dtype: torch.dtype | None = None, device: str = 
         raise CheckpointError(f"adapter {path} has no readable base_model_name_or_path in adapter_config.json ({e})") from e
     if not base:
         raise CheckpointError(f"adapter {path} does not name its base model; set base_model_name_or_path in adapter_config.json")
-    tokenizer, model = load_causal_lm(base, dtype=dtype, device=device)
+    tokenizer, model = load_causal_lm(base, dtype=dtype, device=device, attn_implementation=attn_implementation)
     try:
         model = PeftModel.from_pretrained(model, str(path)).merge_and_unload()  # merged: decoding runs at the base model's speed
     except (OSError, ValueError, RuntimeError) as e:
