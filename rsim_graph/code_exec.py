@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -61,36 +62,34 @@ def run_program(source: str, *, timeout_s: float = 10.0, memory_mb: int = 1024) 
         with open(path, "w") as f:
             f.write(NO_NETWORK + "\n" + source)
         env = {"PATH": "/usr/bin:/bin", "HOME": tmp, "LANG": "C.UTF-8", "no_proxy": "*"}
+        # Popen, not run: on a timeout `run` kills the child only, then waits for pipes that a surviving
+        # grandchild still holds open. The child leads its own session, so killing its group ends them all.
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-c", _launcher(memory_mb, int(timeout_s) + 1), path],
+            cwd=tmp,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         try:
-            proc = subprocess.run(
-                [sys.executable, "-I", "-c", _launcher(memory_mb, int(timeout_s) + 1), path],
-                cwd=tmp,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=timeout_s,
-                start_new_session=True,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as e:
-            _kill_group(e)
+            _, stderr = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc.pid)
+            proc.communicate()
             return False, f"timed out after {timeout_s:g} s"
     if proc.returncode == 0:
         return True, ""
-    last = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+    last = (stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
     return False, last[:200]
 
 
-def _kill_group(e: subprocess.TimeoutExpired) -> None:
-    # subprocess.run already killed the child; its own children share the session, so end those too.
-    import signal
-
-    pid = getattr(e, "pid", None)
-    if pid:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def humaneval_program(completion: str, prompt: str, test: str, entry_point: str) -> str:
