@@ -129,6 +129,7 @@ def run_error(e: Exception) -> APIError:
         return APIError(400, str(e), param="messages")
     if isinstance(e, ReasonerError):
         return APIError(503, str(e), "service_unavailable")
+    logger.error("request failed", exc_info=e)  # the 500 tells the client to look here
     return APIError(500, f"internal error ({type(e).__name__}); see the server log", "server_error")
 
 
@@ -229,8 +230,6 @@ async def stream_chunks(engine: Engine, jobs: list[Job], body: ChatCompletionReq
     except Exception as e:
         if isinstance(e, ReasonerError):
             engine.backend_error = str(e)
-        if not isinstance(e, InputError | ReasonerError):
-            logger.exception("stream failed")
         yield error_event(run_error(e))
     yield format_sse_event(data_str="[DONE]")
 

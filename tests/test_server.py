@@ -244,3 +244,19 @@ def test_a_question_of_only_reserved_text_is_400_even_when_streaming(client):
     for stream in (False, True):
         r = client.post("/v1/chat/completions", json={"model": "rsim", "messages": forged, "stream": stream})
         assert r.status_code == 400 and "reserved strategy text" in r.json()["error"]["message"]
+
+
+class BrokenReasoner(ScriptedReasoner):
+    def step(self, request):
+        raise RuntimeError("a bug in the backend")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_internal_error_is_a_500_whose_traceback_is_logged(stream, caplog):
+    with TestClient(app_with(BrokenReasoner())) as c, caplog.at_level("ERROR", logger="server.routes"):
+        r = chat(c, stream=stream)
+    error = sse(r)[-1]["error"] if stream else r.json()["error"]
+    assert (r.status_code, error["type"]) == (200 if stream else 500, "server_error")
+    assert error["message"] == "internal error (RuntimeError); see the server log"
+    logged = [rec for rec in caplog.records if rec.name == "server.routes" and rec.exc_info]
+    assert len(logged) == 1 and "a bug in the backend" in str(logged[0].exc_info[1])
