@@ -39,7 +39,10 @@ def validation_message(err: dict) -> tuple[str, str | None]:
         return f"the body is not valid JSON ({err.get('ctx', {}).get('error', 'parse error')}); send a JSON object", None
     where = ".".join(loc)
     msg = err.get("msg", "invalid value").removeprefix("Value error, ")
-    return (f"{where}: {msg}" if where else msg), (loc[0] if loc else None)
+    if not loc:  # a check across fields names its field first ("tools: ...")
+        head = msg.split(":", 1)[0]
+        return msg, (head if head.isidentifier() else None)
+    return f"{where}: {msg}", loc[0]
 
 
 def install(app: FastAPI) -> None:
@@ -49,7 +52,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
-        errors = e.errors()
+        # A check of ours (a value error) says more than the union branch it was tried against.
+        errors = sorted(e.errors(), key=lambda err: err.get("type") != "value_error")
         message, param = validation_message(errors[0]) if errors else ("invalid request", None)
         if len(errors) > 1:
             message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"

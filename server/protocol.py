@@ -11,17 +11,56 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
 # Roles a request may use; tools are not supported (the reasoner writes text steps only).
 Role = Literal["system", "developer", "user", "assistant"]
+# OpenAI rejects `"n": 3.0`, `"stream": "yes"` and `"max_tokens": true`; pydantic's lax mode would coerce them.
+Int = Annotated[int, Strict()]
+Bool = Annotated[bool, Strict()]
+
+# OpenAI fields this server cannot honour: refused with a 400 that says what to do, never silently dropped.
+UNSUPPORTED = {
+    "tools": "tool calling is not supported: the reasoner writes text steps; give the agent a tool-calling model, "
+    "and use rSIM as a tool (rsim_graph.tool) or for the reasoning turns",
+    "functions": "function calling is not supported: the reasoner writes text steps; use a tool-calling model for it",
+    "response_format": "structured output is not supported: the answer is free text with a strategy trace; "
+    "ask for the format in the prompt and parse choices[0].message.rsim.answer",
+    "logprobs": "logprobs are not returned by this server; drop the field",
+    "top_logprobs": "logprobs are not returned by this server; drop the field",
+}
+
+
+def _unset(name: str, value) -> bool:
+    """Whether an OpenAI field asks for nothing (its off value), so it can be accepted."""
+    if value is None or value is False or value == []:
+        return True
+    if name in ("tool_choice", "function_call"):
+        return value == "none"
+    if name == "response_format":
+        return isinstance(value, dict) and value.get("type") == "text"
+    return name == "top_logprobs" and value == 0
+
+
+def valid_unicode(text: str, where: str) -> str:
+    """JSON's `\\ud800` escapes decode to lone surrogates, which no tokenizer can encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{where} holds invalid Unicode (a lone surrogate escape); send valid UTF-8 text") from None
+    return text
 
 
 class TextPart(BaseModel):
     type: Literal["text"]
     text: str
+
+    @field_validator("text")
+    @classmethod
+    def _unicode(cls, v: str) -> str:
+        return valid_unicode(v, "the text part")
 
 
 class ChatMessage(BaseModel):
@@ -36,7 +75,7 @@ class ChatMessage(BaseModel):
             kinds = {str(p.get("type")) for p in v if isinstance(p, dict)} - {"text"}
             if kinds:
                 raise ValueError(f"only text content parts are supported (got {', '.join(sorted(kinds))}): rSIM's reasoners read text")
-        return v
+        return valid_unicode(v, "content") if isinstance(v, str) else v
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -45,7 +84,7 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    include_usage: bool = False
+    include_usage: Bool = False
 
 
 class ChatCompletionRequest(BaseModel):
@@ -54,18 +93,31 @@ class ChatCompletionRequest(BaseModel):
 
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1, max_length=256)
-    n: int = Field(1, ge=1, le=128)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    n: Int = Field(1, ge=1, le=128)
+    max_tokens: Int | None = Field(None, ge=1)
+    max_completion_tokens: Int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
-    seed: int | None = Field(None, ge=0, lt=2**63)
+    seed: Int | None = Field(None, ge=0, lt=2**63)
     stop: str | list[str] | None = None
-    stream: bool = False
+    stream: Bool = False
     stream_options: StreamOptions | None = None
     user: str | None = Field(None, max_length=256)
-    strategy_injection: bool = True
-    max_steps: int | None = Field(None, ge=1)
+    strategy_injection: Bool = True
+    max_steps: Int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _supported(self):
+        extra = self.model_extra or {}
+        for name, why in UNSUPPORTED.items():
+            if not _unset(name, extra.get(name)):
+                raise ValueError(f"{name}: {why}")
+        for name in ("tool_choice", "function_call"):
+            if not _unset(name, extra.get(name)):
+                raise ValueError(f"{name}: {UNSUPPORTED['tools']}")
+        if self.stream_options is not None and not self.stream:
+            raise ValueError("stream_options: only allowed when stream is true; set stream or drop stream_options")
+        return self
 
     @field_validator("stop")
     @classmethod
@@ -73,7 +125,7 @@ class ChatCompletionRequest(BaseModel):
         stops = [v] if isinstance(v, str) else list(v or [])
         if len(stops) > 4 or any(not s for s in stops):
             raise ValueError("stop takes up to 4 non-empty strings")
-        return stops
+        return [valid_unicode(s, "stop") for s in stops]
 
     @field_validator("messages")
     @classmethod

@@ -243,6 +243,13 @@ async def models(request: Request, settings: SettingsDep) -> ModelList:
     return ModelList(data=[ModelCard(id=settings.model_name, created=request.app.state.started)])
 
 
+@router.get("/v1/models/{model_id:path}", response_model=ModelCard, responses=ERRORS, dependencies=[Depends(check_key)])
+async def model(model_id: str, request: Request, settings: SettingsDep) -> ModelCard:
+    if model_id != settings.model_name:
+        raise APIError(404, f"the model {model_id!r} does not exist; this server serves {settings.model_name!r}", "not_found_error", "model", "model_not_found")
+    return ModelCard(id=settings.model_name, created=request.app.state.started)
+
+
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
 async def health(request: Request):
     status: Health = request.app.state.status

@@ -116,14 +116,45 @@ def test_budgets_end_with_length(client):
         ({"max_steps": 50}, "max_steps", "cap of 12"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop", "up to 4"),
         ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, "messages", "text"),
+        # OpenAI's strict types: no coercion of floats, strings or booleans
+        ({"n": 3.0}, "n", "valid integer"),
+        ({"stream": "yes"}, "stream", "valid boolean"),
+        ({"max_tokens": True}, "max_tokens", "valid integer"),
+        ({"stream_options": {"include_usage": True}}, "stream_options", "only allowed when stream is true"),
+        # invalid Unicode (a lone surrogate) is the client's mistake, not a tokenizer crash
+        ({"messages": [{"role": "user", "content": "What is 2+3?\ud800"}]}, "messages", "invalid Unicode"),
+        ({"messages": [{"role": "user", "content": [{"type": "text", "text": "\udc00"}]}]}, "messages", "invalid Unicode"),
+        ({"stop": ["\ud83d"]}, "stop", "invalid Unicode"),
+        # fields this server cannot honour are refused, never silently ignored
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools", "tool calling is not supported"),
+        ({"tool_choice": "required"}, "tool_choice", "tool calling is not supported"),
+        ({"functions": [{"name": "f"}]}, "functions", "function calling is not supported"),
+        ({"response_format": {"type": "json_object"}}, "response_format", "structured output is not supported"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}}, "response_format", "parse choices[0].message.rsim.answer"),
+        ({"logprobs": True}, "logprobs", "not returned"),
+        ({"top_logprobs": 3}, "top_logprobs", "not returned"),
     ],
 )
 def test_client_mistakes_are_400_with_openai_errors(client, body, param, words):
-    r = client.post("/v1/chat/completions", json={"model": "rsim", "messages": Q, **body})
+    # json.dumps escapes lone surrogates as \\ud800, as a client's JSON would carry them
+    raw = json.dumps({"model": "rsim", "messages": Q, **body})
+    r = client.post("/v1/chat/completions", content=raw, headers={"content-type": "application/json"})
     assert r.status_code == 400, r.text
     err = r.json()["error"]
     assert err["type"] == "invalid_request_error" and err["param"] == param and words in err["message"]
     assert "\n" not in err["message"]
+
+
+def test_off_values_of_unsupported_fields_are_accepted(client):
+    off = {"tools": [], "tool_choice": "none", "response_format": {"type": "text"}, "logprobs": False, "top_logprobs": 0}
+    assert chat(client, **off).status_code == 200
+
+
+def test_a_model_is_retrieved_by_id(client):
+    card = client.get("/v1/models/rsim")
+    assert card.status_code == 200 and card.json()["id"] == "rsim" and card.json()["object"] == "model"
+    missing = client.get("/v1/models/gpt-9")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
 
 
 def test_invalid_json_and_wrong_shape_are_400(client):
