@@ -99,11 +99,11 @@ class RSIMChatModel(BaseChatModel):
         if not messages or not isinstance(messages[-1], HumanMessage):
             got = type(messages[-1]).__name__ if messages else "no messages"
             raise InputError(f"RSIMChatModel answers the last message, which must be a HumanMessage (got {got})")
-        opts = {k: overrides.get(k, getattr(self, k)) for k in ("temperature", "top_p", "seed", "max_steps", "max_tokens")}
+        opts = check_options({k: overrides.get(k, getattr(self, k)) for k in ("temperature", "top_p", "seed", "max_steps", "max_tokens")})
         roles = {SystemMessage: "system", HumanMessage: "user", AIMessage: "assistant"}
-        history = [{"role": roles[type(m)], "content": m.text} for m in messages[:-1] if type(m) in roles]
+        history = [{"role": roles[type(m)], "content": text_of(m)} for m in messages[:-1] if type(m) in roles]
         return {
-            "question": messages[-1].text,
+            "question": text_of(messages[-1]),
             "history": history,
             "sampling": {k: opts[k] for k in ("temperature", "top_p", "seed") if opts[k] is not None},
             "budget": {k: v for k, v in (("max_steps", opts["max_steps"]), ("max_total_tokens", opts["max_tokens"])) if v},
@@ -175,6 +175,29 @@ class RSIMChatModel(BaseChatModel):
                 chunk_position="last",
             )
         )
+
+
+def check_options(opts: dict) -> dict:
+    """Per-call options are checked like the model's own fields (a call's kwargs bypass pydantic)."""
+    for key in ("max_steps", "max_tokens"):
+        v = opts[key]
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise InputError(f"{key}={v!r} is not a budget; pass a whole number of at least 1, or leave it unset")
+    t, p = opts["temperature"], opts["top_p"]
+    if t is not None and not (isinstance(t, int | float) and 0 <= t <= 2):
+        raise InputError(f"temperature={t!r} is outside [0, 2]; 0 is greedy")
+    if p is not None and not (isinstance(p, int | float) and 0 < p <= 1):
+        raise InputError(f"top_p={p!r} is outside (0, 1]")
+    return opts
+
+
+def text_of(message: BaseMessage) -> str:
+    """A message's text; other content (images, audio) is refused, not dropped: the reasoners read text."""
+    if isinstance(message.content, list):
+        kinds = {part.get("type", "?") if isinstance(part, dict) else "text" for part in message.content} - {"text"}
+        if kinds:
+            raise InputError(f"RSIMChatModel reads text only; the message holds {', '.join(sorted(kinds))} content: describe it in text")
+    return message.text
 
 
 def _usage(done: dict | None) -> UsageMetadata:

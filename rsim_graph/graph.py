@@ -79,13 +79,11 @@ def repeats(steps: list[Step]) -> bool:
 
 
 def effective_limits(state: RSIMState, limits: Limits) -> Limits:
-    """The graph's limits, tightened by the run's own `budget`."""
+    """The graph's limits, tightened by the run's own `budget`. A run's token budget is a cap (a client's
+    `max_tokens`): below one step's tokens it leaves room for the answer step alone, cut to fit."""
     budget = state.get("budget") or {}
-    return Limits(
-        min(limits.max_steps, budget.get("max_steps") or limits.max_steps),
-        limits.max_step_tokens,
-        max(limits.max_step_tokens, min(limits.max_total_tokens, budget.get("max_total_tokens") or limits.max_total_tokens)),
-    )
+    total = min(limits.max_total_tokens, budget.get("max_total_tokens") or limits.max_total_tokens)
+    return Limits(min(limits.max_steps, budget.get("max_steps") or limits.max_steps), min(limits.max_step_tokens, total), total)
 
 
 def start(state: RSIMState, library: StrategyLibrary) -> dict:

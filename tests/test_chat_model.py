@@ -32,6 +32,30 @@ def llm(reasoner):
     return RSIMChatModel.from_components(ScriptedPlanner(["understand", "deep-think"]), reasoner)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [({"max_steps": 0}, "max_steps=0 is not a budget"), ({"max_tokens": 2.5}, "max_tokens=2.5 is not a budget"),
+     ({"temperature": -1}, "temperature=-1 is outside [0, 2]"), ({"top_p": 0}, "top_p=0 is outside (0, 1]")],
+)
+def test_per_call_options_are_checked(llm, reasoner, kwargs, words):
+    with pytest.raises(InputError, match=words.replace("[", r"\[").replace("(", r"\(")):
+        llm.invoke("What is 2+3?", **kwargs)
+    assert reasoner.requests == []  # refused before any step ran
+
+
+def test_image_parts_are_refused_not_dropped(llm):
+    image = HumanMessage(content=[{"type": "text", "text": "What is in this picture?"}, {"type": "image_url", "image_url": {"url": "data:,"}}])
+    with pytest.raises(InputError, match="reads text only; the message holds image_url content"):
+        llm.invoke([image])
+
+
+def test_max_tokens_caps_the_reply(reasoner):
+    llm = RSIMChatModel.from_components(ScriptedPlanner(["understand", "deep-think"]), reasoner, max_tokens=1)
+    reply = llm.invoke("What is 2+3?")
+    assert reply.response_metadata["rsim"]["stop_reason"] == "max_total_tokens"
+    assert [(r.strategy, r.max_new_tokens) for r in reasoner.requests] == [("terminate", 1)]  # was a full step of 256
+
+
 def test_invoke_returns_reply_trace_and_usage(llm):
     reply = llm.invoke("What is 2+3?")
     assert reply.content == CONTENT

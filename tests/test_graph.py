@@ -43,6 +43,15 @@ def test_token_budget_forces_terminate():
     assert out["usage"]["reasoner_tokens"] == 40 and out["usage"]["injected_tokens"] == 4  # counted apart
 
 
+@pytest.mark.parametrize("cap", [1, 7, 15])
+def test_a_runs_token_budget_is_a_cap_even_below_one_step(cap):
+    g = build_graph(ScriptedPlanner(["deep-think"] * 100), ScriptedReasoner(tokens_per_step=10), max_step_tokens=10, max_total_tokens=400)
+    out = g.invoke({"question": "q", "budget": {"max_total_tokens": cap}})
+    assert out["usage"]["reasoner_tokens"] == cap
+    assert out["stop_reason"] == "max_total_tokens" and out["steps"][-1]["strategy"] == "terminate"
+    assert len(out["steps"]) == (1 if cap <= 10 else 2)  # 15: one step of 10 would leave the answer 5
+
+
 def test_recursion_limit_comes_from_max_steps():
     g = build_graph(RandomPlanner(0), ScriptedReasoner(), max_steps=7)
     assert g.config["recursion_limit"] == NODES_PER_STEP * 7 + 1

@@ -94,6 +94,12 @@ def test_stop_sequence_cuts_content_and_ends_the_run(client, reasoner):
     assert len(reasoner.requests) == 2  # the terminating step never ran
 
 
+def test_max_tokens_is_a_cap(client, reasoner):
+    choice = chat(client, max_tokens=1).json()["choices"][0]
+    assert choice["finish_reason"] == "length" and choice["message"]["rsim"]["stop_reason"] == "max_total_tokens"
+    assert [(r.strategy, r.max_new_tokens) for r in reasoner.requests] == [("terminate", 1)]
+
+
 def test_budgets_end_with_length(client):
     choice = chat(client, max_steps=2).json()["choices"][0]
     assert choice["finish_reason"] == "length"
