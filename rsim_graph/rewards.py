@@ -63,20 +63,30 @@ def strategy_penalty_reward(completions, strategies, **kwargs) -> list[float | N
     return out
 
 
-def terminal_reward(completions, strategies, forced=None, terminal_id: str = "terminate", **kwargs) -> list[float | None]:
+def terminal_reward(
+    completions, strategies, forced=None, stop_reason=None, repeat_score: float = -1.0, terminal_id: str = "terminate", **kwargs
+) -> list[float | None]:
     """R_terminal: +1 if the last strategy is the terminating one, -1 otherwise.
 
     Our reading (the paper is silent on budgets): a `terminate` that the graph injected because a budget
-    ran out (`forced`) was not the planner's choice, so it scores -1.
+    ran out (`forced`) was not the planner's choice, so it scores -1. A run that the graph ended because
+    the reasoner repeated a step verbatim (`stop_reason == "repeat"`, our rule, not the paper's) scores
+    `repeat_score`: -1 by default, like any forced end. A reasoner that repeats itself on most runs (as
+    SmolLM2-135M does) would otherwise teach the planner to terminate at once, whatever that costs in
+    accuracy (measured: README, "A real LLM end to end"), so its recipe scores such runs 0.
 
     >>> terminal_reward(["", "", ""], [["deep-think", "terminate"], ["deep-think", "terminate"], ["validate"]],
     ...                 forced=[[False, False], [False, True], [False]])
     [1.0, -1.0, -1.0]
+    >>> terminal_reward(["", ""], [["deep-think", "terminate"]] * 2, forced=[[False, True]] * 2,
+    ...                 stop_reason=["repeat", "max_steps"], repeat_score=0.0)
+    [0.0, -1.0]
     """
     forced = forced or [[False] * len(s) for s in strategies]
+    stop_reason = stop_reason or [None] * len(strategies)
     return [
-        1.0 if used and used[-1] == terminal_id and not f[-1] else -1.0
-        for used, f in zip(strategies, forced, strict=True)
+        1.0 if used and used[-1] == terminal_id and not f[-1] else repeat_score if why == "repeat" else -1.0
+        for used, f, why in zip(strategies, forced, stop_reason, strict=True)
     ]
 
 

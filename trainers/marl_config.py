@@ -50,6 +50,9 @@ class MARLConfig(GRPOConfig):
             Reasoner tokens per step in rollouts.
         planner_reward_weights (`list[float]`, *optional*, defaults to `[1.0, 1.0, 1.0]`):
             Weights of R_acc, R_penalty and R_terminal in the planner's reward (the paper sums them).
+        repeat_terminal_reward (`float`, *optional*, defaults to `-1.0`):
+            R_terminal of a run that the graph ended because the reasoner repeated a step verbatim (forced, like a
+            budget's end, by default; `rsim_graph.rewards.terminal_reward`).
         injection (`str`, *optional*, defaults to `"prefill"`):
             How the reasoner sees a strategy in rollouts, validation and the warm-up: `prefill` (the paper's),
             `system` (plus a system message stating the step protocol) or `headers` (README: Injection
@@ -74,6 +77,9 @@ class MARLConfig(GRPOConfig):
     max_step_tokens: int = field(default=96, metadata={"help": "Reasoner tokens per step in rollouts."})
     planner_reward_weights: list[float] = field(
         default_factory=lambda: [1.0, 1.0, 1.0], metadata={"help": "Weights of R_acc, R_penalty, R_terminal (paper: 1, 1, 1)."}
+    )
+    repeat_terminal_reward: float = field(
+        default=-1.0, metadata={"help": "R_terminal of a run ended by a verbatim repeat (default -1, as any forced end)."}
     )
     injection: str = field(
         default="prefill", metadata={"help": f"How the reasoner sees a strategy in rollouts: one of {', '.join(INJECTIONS)}."}

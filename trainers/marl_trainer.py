@@ -77,7 +77,8 @@ class MARLTrainer(GRPOTrainer):
       contains `\\boxed{}`).
     - The strategy prompts, R_format's checks and R_follow's per-strategy regexes are ours
       (`rsim_graph/strategies.yaml`, `rsim_graph/rewards.py`).
-    - R_terminal scores a `terminate` that a budget forced as -1 (the paper does not discuss budgets).
+    - R_terminal scores a `terminate` that a budget forced as -1 (the paper does not discuss budgets), and a
+      run ended by the repeat rule as `repeat_terminal_reward` (-1 by default).
     - The planner's surrogate is averaged over its choices in a micro-batch; the paper does not say how
       it aggregates over steps.
     - The planner reads the question and the last 200 characters of each step tagged with its strategy
@@ -244,10 +245,11 @@ class MARLTrainer(GRPOTrainer):
         self._set_planner_checkpointing()
         mode = "train" if self.model.training else "eval"
         device = self.accelerator.device
-        cols = {key: [row[key] for row in inputs] for key in ("solution", "strategies", "forced", "step_texts", "planner_texts", "planner_actions", "planner_logps")}
+        keys = ("solution", "strategies", "forced", "step_texts", "stop_reason", "planner_texts", "planner_actions", "planner_logps")
+        cols = {key: [row[key] for row in inputs] for key in keys}
         finals = [self.library.step_delimiter.join(t) for t in cols["step_texts"]]
-        kw = {"completions": finals, "solution": cols["solution"], "strategies": cols["strategies"], "forced": cols["forced"], "step_texts": cols["step_texts"]}
-        acc, penalty, terminal = (f(**kw) for f in planner_reward_funcs(self.library))
+        kw = {"completions": finals, **{k: cols[k] for k in ("solution", "strategies", "forced", "step_texts", "stop_reason")}}
+        acc, penalty, terminal = (f(**kw, repeat_score=self.args.repeat_terminal_reward) for f in planner_reward_funcs(self.library))
         _, fmt, follow = (f(**kw) for f in reasoner_reward_funcs(self.library))
         parts = [[0.0 if v is None else v for v in part] for part in (acc, fmt, follow, penalty, terminal)]
         local = torch.tensor(parts, dtype=torch.float32, device=device).T  # (B, 5); None (cannot judge) counts 0

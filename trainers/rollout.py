@@ -51,6 +51,7 @@ def trajectory_row(state: RSIMState, library: StrategyLibrary, read=planner_text
         "forced": [bool(s.get("forced")) for s in steps],
         "step_texts": [s["text"] for s in steps],
         "answer": state.get("answer") or "",
+        "stop_reason": state.get("stop_reason") or "",
         # The planner saw `question + steps[:i]` when it chose step i (forced steps were not its choice).
         "planner_texts": [read({"question": state["question"], "steps": steps[:i]}) for i in decisions],
         "planner_actions": [library.index(steps[i]["strategy"]) for i in decisions],
