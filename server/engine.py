@@ -107,9 +107,12 @@ class Engine:
             max_workers=settings.max_concurrent_requests * min(settings.max_n, 8), thread_name_prefix="rsim-run"
         )
 
+    def full(self) -> bool:
+        return self.running + self.waiting >= self.settings.max_concurrent_requests + self.settings.max_queue
+
     @asynccontextmanager
     async def admit(self) -> AsyncIterator[None]:
-        if self.running + self.waiting >= self.settings.max_concurrent_requests + self.settings.max_queue:
+        if self.full():
             raise Busy
         self.waiting += 1
         try:

@@ -146,6 +146,8 @@ async def chat_completions(
         # Caught here so a stream is refused with a 400 rather than failing after its 200 status line.
         raise APIError(400, "the question holds nothing but reserved strategy text; send the problem to solve", param="messages")
     if body.stream:
+        if engine.full():  # refused before the 200 status line, so SDKs raise RateLimitError
+            raise APIError(429, "the server's queue is full; retry later", "rate_limit_error", code="queue_full")
         return EventSourceResponse(stream_chunks(engine, jobs, body))
     try:
         async with asyncio.timeout(settings.request_timeout):

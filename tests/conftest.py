@@ -58,6 +58,20 @@ class SlowReasoner(ScriptedReasoner):
         return super().step(request)
 
 
+class GatedReasoner(ScriptedReasoner):
+    """A ScriptedReasoner whose steps wait for `release`; `entered` is set once a step has started."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def step(self, request: StepRequest) -> StepOutput:
+        self.entered.set()
+        self.release.wait(30)
+        return super().step(request)
+
+
 def length_reward(completions, **kwargs) -> list[float]:
     """Differs between completions even for an untrained model, so the reasoner always has an advantage."""
     return [len(c) / 100 for c in completions]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ScriptedReasoner, SlowReasoner
+from conftest import GatedReasoner, ScriptedReasoner, SlowReasoner
 from fastapi.testclient import TestClient
 from server_utils import app_with
 
@@ -201,19 +201,23 @@ def test_oversized_bodies_are_413(reasoner):
         assert c.post("/v1/chat/completions", content=chunks(), headers={"content-type": "application/json"}).status_code == 413
 
 
-def test_full_queue_is_429_and_slow_requests_504():
+@pytest.mark.parametrize("stream", [False, True])
+def test_full_queue_is_429_before_any_stream_starts(stream):
     import threading
 
-    slow = SlowReasoner(delay=0.3)
-    with TestClient(app_with(slow, max_concurrent_requests=1, max_queue=0)) as c:
+    gated = GatedReasoner()
+    with TestClient(app_with(gated, max_concurrent_requests=1, max_queue=0)) as c:
         first = threading.Thread(target=lambda: chat(c))
         first.start()
-        deadline = __import__("time").monotonic() + 10
-        while not slow.requests and __import__("time").monotonic() < deadline:
-            __import__("time").sleep(0.01)
-        r = chat(c)
+        assert gated.entered.wait(10)  # the first request holds the only slot
+        r = chat(c, stream=stream)
+        gated.release.set()
         first.join()
         assert r.status_code == 429 and r.json()["error"]["type"] == "rate_limit_error"
+        assert r.json()["error"]["code"] == "queue_full"
+
+
+def test_slow_requests_504():
     slow = SlowReasoner(delay=0.2)
     with TestClient(app_with(slow, plan=["deep-think"] * 10, request_timeout=0.3)) as c:
         r = chat(c)
