@@ -119,6 +119,13 @@ def total_usage(replies: list[Reply]) -> Usage:
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
+def seen(future: asyncio.Future) -> asyncio.Future:
+    """Retrieve a gather's outcome when it ends: after a disconnect or timeout nobody awaits it, and asyncio
+    would log its exception as an ERROR traceback ("exception was never retrieved")."""
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return future
+
+
 async def until_disconnect(request: Request) -> None:
     while not await request.is_disconnected():
         await asyncio.sleep(0.05)
@@ -152,7 +159,7 @@ async def chat_completions(
     try:
         async with asyncio.timeout(settings.request_timeout):
             async with engine.admit():
-                work = asyncio.gather(*(run_reply(engine, job) for job in jobs))
+                work = seen(asyncio.gather(*(run_reply(engine, job) for job in jobs)))
                 watch = asyncio.ensure_future(until_disconnect(request))
                 try:
                     done, _ = await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
@@ -209,8 +216,9 @@ async def stream_chunks(engine: Engine, jobs: list[Job], body: ChatCompletionReq
                 for i in range(len(jobs)):
                     yield chunk([ChunkChoice(index=i, delta=Delta(role="assistant", content=""))])
                 tasks = [asyncio.ensure_future(pump(i)) for i in range(len(jobs))]
+                getter: asyncio.Future | None = None
                 try:
-                    gathered = asyncio.gather(*tasks)
+                    gathered = seen(asyncio.gather(*tasks))
                     while not (gathered.done() and queue.empty()):
                         getter = asyncio.ensure_future(queue.get())
                         await asyncio.wait({getter, gathered}, return_when=asyncio.FIRST_COMPLETED)
@@ -219,8 +227,8 @@ async def stream_chunks(engine: Engine, jobs: list[Job], body: ChatCompletionReq
                         else:
                             getter.cancel()
                     gathered.result()  # re-raise a run's failure
-                finally:
-                    for t in tasks:
+                finally:  # a timeout or disconnect lands in the wait above: nothing may be left pending
+                    for t in [*tasks, *([getter] if getter else [])]:
                         t.cancel()
         engine.backend_error = None
         if body.stream_options and body.stream_options.include_usage:

@@ -301,3 +301,21 @@ def test_an_internal_error_is_a_500_whose_traceback_is_logged(stream, caplog):
     assert error["message"] == "internal error (RuntimeError); see the server log"
     logged = [rec for rec in caplog.records if rec.name == "server.routes" and rec.exc_info]
     assert len(logged) == 1 and "a bug in the backend" in str(logged[0].exc_info[1])
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_timeouts_leave_no_unretrieved_or_pending_tasks(stream, caplog):
+    """A timed-out request's cancelled runs are retrieved: asyncio logged one ERROR traceback per timeout."""
+    import gc
+    import time
+
+    slow = SlowReasoner(delay=0.2)
+    with caplog.at_level("ERROR"), TestClient(app_with(slow, plan=["deep-think"] * 10, request_timeout=0.3)) as c:
+        for _ in range(3):
+            r = chat(c, stream=stream)
+            assert (r.status_code if not stream else sse(r)[-1]["error"]["type"]) in (504, "timeout_error")
+        for _ in range(10):  # the cancelled tasks finish on the server's loop; collect what they left
+            gc.collect()
+            time.sleep(0.05)
+    noise = [r.getMessage() for r in caplog.records if "never retrieved" in r.getMessage() or "destroyed but it is pending" in r.getMessage()]
+    assert noise == []
