@@ -23,3 +23,7 @@ class CheckpointError(RSIMError, FileNotFoundError):
 
 class InputError(RSIMError, ValueError):
     """A user input (question, option) is invalid."""
+
+
+class ContextLengthError(InputError):
+    """The input does not fit the model's context window (OpenAI's `context_length_exceeded`)."""

@@ -12,7 +12,9 @@ import logging
 import time
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_fastapi_instrumentator import Instrumentator
 
@@ -20,7 +22,7 @@ from rsim_graph.errors import RSIMError
 from server import errors
 from server.engine import Backend, Engine, load_backend
 from server.protocol import Health
-from server.routes import router
+from server.routes import check_key, router
 from server.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
@@ -70,6 +72,19 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+def add_docs(app: FastAPI) -> None:
+    """The OpenAPI schema and Swagger UI, behind the API key when the server has one (a browser cannot send
+    it: fetch /openapi.json with the key instead)."""
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(check_key)])
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(check_key)])
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="rSIM")
+
+
 def create_app(settings: ServerSettings | None = None, *, backend: Backend | None = None) -> FastAPI:
     """Build the app.
 
@@ -108,7 +123,11 @@ def create_app(settings: ServerSettings | None = None, *, backend: Backend | Non
             if app.state.engine is not None:
                 app.state.engine.close()
 
-    app = FastAPI(title="rSIM", version="0.1.0", lifespan=lifespan, summary="OpenAI-compatible chat completions with strategy-injected reasoning")
+    # /docs and /openapi.json are routes of our own so that --api_key guards them like the API.
+    app = FastAPI(
+        title="rSIM", version="0.1.0", lifespan=lifespan, summary="OpenAI-compatible chat completions with strategy-injected reasoning",
+        docs_url=None, redoc_url=None, openapi_url=None,
+    )
     app.state.settings = settings
     app.state.engine = None
     app.state.status = Health(status="loading")
@@ -117,6 +136,8 @@ def create_app(settings: ServerSettings | None = None, *, backend: Backend | Non
         start(app, backend)
     errors.install(app)
     app.include_router(router)
-    Instrumentator(registry=registry, excluded_handlers=["/metrics"]).instrument(app).expose(app, include_in_schema=False)
+    add_docs(app)
+    guard = [] if settings.public_metrics else [Depends(check_key)]
+    Instrumentator(registry=registry, excluded_handlers=["/metrics"]).instrument(app).expose(app, include_in_schema=False, dependencies=guard)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

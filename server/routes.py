@@ -13,7 +13,8 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.sse import EventSourceResponse, format_sse_event
 
-from rsim_graph.errors import InputError, ReasonerError
+from rsim_graph.errors import ContextLengthError, InputError, ReasonerError
+from rsim_graph.reasoners.hf import HFReasoner
 from rsim_graph.runs import Reply
 from rsim_graph.safety import strip_reserved
 from server.engine import Busy, Engine, Job
@@ -132,6 +133,8 @@ async def until_disconnect(request: Request) -> None:
 
 
 def run_error(e: Exception) -> APIError:
+    if isinstance(e, ContextLengthError):
+        return APIError(400, str(e), param="messages", code="context_length_exceeded")
     if isinstance(e, InputError):
         return APIError(400, str(e), param="messages")
     if isinstance(e, ReasonerError):
@@ -152,6 +155,12 @@ async def chat_completions(
     if not strip_reserved(jobs[0].question, [library.render(sid) for sid in library.ids]).strip():
         # Caught here so a stream is refused with a 400 rather than failing after its 200 status line.
         raise APIError(400, "the question holds nothing but reserved strategy text; send the problem to solve", param="messages")
+    if isinstance(engine.backend.reasoner, HFReasoner):  # OpenAI's check, before queueing or streaming
+        budget = body.token_limit() or settings.max_step_tokens  # unset: the first step must fit
+        try:
+            await asyncio.to_thread(engine.backend.reasoner.check_prompt, jobs[0].question, jobs[0].history, budget)
+        except ContextLengthError as e:
+            raise run_error(e) from None
     if body.stream:
         if engine.full():  # refused before the 200 status line, so SDKs raise RateLimitError
             raise APIError(429, "the server's queue is full; retry later", "rate_limit_error", code="queue_full")

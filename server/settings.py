@@ -32,6 +32,7 @@ class ServerSettings(BaseSettings):
     strategies: str | None = Field(None, description="strategy library YAML; default: the nine built-in strategies")
 
     api_key: list[str] = Field(default_factory=list, description="accepted bearer keys (repeat the flag); none means no auth")
+    public_metrics: bool = Field(False, description="serve /metrics without a key (for a scraper that sends none); /health is always open")
     max_concurrent_requests: int = Field(64, ge=1, description="requests generating at once")
     max_queue: int = Field(256, ge=0, description="requests waiting beyond those; more are refused with 429")
     request_timeout: float = Field(300.0, gt=0, description="seconds a request may take, queueing included (then 504)")

@@ -140,3 +140,16 @@ def test_a_step_cut_by_its_budget_is_closed_before_the_next_prompt(tiny_lm, toke
     assert context[-len(injected) :] == injected  # ...in the context the model reads and the trainer rebuilds
     closed = {**as_step(first, cut), "completion_ids": r.encode("ab\n\n")}
     assert r.context(request(library, 1, [closed], "validate"))[1] == r.encode(library.render("validate"))
+
+
+def test_a_question_over_the_context_window_is_one_error_not_a_batch_failure(hf_reasoner, library):
+    from rsim_graph.errors import ContextLengthError
+    from rsim_graph.graph import build_graph, run_batch
+    from rsim_graph.planners.simple import ScriptedPlanner
+
+    graph = build_graph(ScriptedPlanner(["deep-think"]), hf_reasoner, library, max_steps=2, max_step_tokens=4, max_total_tokens=8)
+    with pytest.raises(ContextLengthError, match="context window of 1024 tokens; shorten the messages"):
+        graph.invoke({"question": "9" * 2000})
+    with pytest.raises(ContextLengthError):
+        hf_reasoner.complete("9" * 2000, 16)
+    assert run_batch(graph, ["1+1?"])[0]["answer"] is not None  # the reasoner still serves others

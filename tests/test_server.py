@@ -319,3 +319,30 @@ def test_timeouts_leave_no_unretrieved_or_pending_tasks(stream, caplog):
             time.sleep(0.05)
     noise = [r.getMessage() for r in caplog.records if "never retrieved" in r.getMessage() or "destroyed but it is pending" in r.getMessage()]
     assert noise == []
+
+
+@pytest.mark.parametrize("public_metrics", [False, True])
+def test_metrics_and_docs_are_behind_the_key(public_metrics):
+    with TestClient(app_with(ScriptedReasoner(), api_key=["k1"], public_metrics=public_metrics)) as c:
+        key = {"Authorization": "Bearer k1"}
+        for path in ("/openapi.json", "/docs"):
+            assert c.get(path).status_code == 401, path
+            assert c.get(path, headers=key).status_code == 200, path
+        assert "/v1/chat/completions" in c.get("/openapi.json", headers=key).json()["paths"]
+        assert c.get("/metrics").status_code == (200 if public_metrics else 401)
+        assert c.get("/metrics", headers=key).status_code == 200
+        assert c.get("/health").status_code == 200  # for orchestrators: always open
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_over_length_prompts_are_400_context_length_exceeded(hf_reasoner, stream):
+    """The tiny model reads 1,024 positions (a character tokenizer: one token a character)."""
+    with TestClient(app_with(hf_reasoner, max_step_tokens=8, max_tokens=512)) as c:
+        long = [{"role": "user", "content": "1+2 " * 400}]  # 1,600 characters
+        r = c.post("/v1/chat/completions", json={"model": "rsim", "messages": long, "stream": stream})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
+        assert "context window of 1024 tokens" in r.json()["error"]["message"]
+        fits = [{"role": "user", "content": "1+2 " * 200}]  # 800: fits with 8 tokens a step, not with 300 more
+        assert c.post("/v1/chat/completions", json={"model": "rsim", "messages": fits, "max_tokens": 8}).status_code == 200
+        r = c.post("/v1/chat/completions", json={"model": "rsim", "messages": fits, "max_tokens": 300, "stream": stream})
+        assert r.status_code == 400 and "lower max_tokens" in r.json()["error"]["message"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -28,7 +28,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from rsim_graph.batching import MicroBatcher
-from rsim_graph.errors import CheckpointError
+from rsim_graph.errors import CheckpointError, ContextLengthError
 from rsim_graph.models import resolve_model
 from rsim_graph.reasoners.base import StepOutput, StepRequest
 from rsim_graph.safety import strip_reserved
@@ -195,13 +195,32 @@ class HFReasoner:
 
     # -- the Reasoner protocol ------------------------------------------------------------------
     def step(self, request: StepRequest) -> StepOutput:
+        if request.question_ids is None:  # the first step: refused here, alone, rather than failing its batch
+            request = replace(request, question_ids=self.check_prompt(request.question, request.history, request.max_new_tokens))
         return self.batcher(request)
 
     def complete(self, question: str, max_new_tokens: int, **options) -> StepOutput:
         """The reasoner alone (ZeroCoT): answer `question` with nothing injected, until EOS.
         `options` are `StepRequest` fields: `history`, `temperature`, `top_p`, `seed`."""
         eos = self.tokenizer.eos_token or ""
-        return self.batcher(StepRequest(question, [], "", "", max_new_tokens, eos, **options))
+        ids = self.check_prompt(question, options.get("history"), max_new_tokens)
+        return self.batcher(StepRequest(question, [], "", "", max_new_tokens, eos, question_ids=ids, **options))
+
+    def context_window(self) -> int | None:
+        """Positions the model reads. Not every architecture's config names them; those are not checked."""
+        return getattr(self.model.config, "max_position_embeddings", None)
+
+    def check_prompt(self, question: str, history: list[ChatTurn] | None, max_new_tokens: int) -> list[int]:
+        """The templated question's ids, or a `ContextLengthError` when it and `max_new_tokens` overrun the
+        context window (a long enough question would otherwise ask attention for more memory than exists)."""
+        ids = self.question_ids(question, history)
+        window = self.context_window()
+        if window and len(ids) + max_new_tokens > window:
+            raise ContextLengthError(
+                f"the messages take {len(ids)} tokens and the answer may take {max_new_tokens}, over this model's "
+                f"context window of {window} tokens; shorten the messages or lower max_tokens"
+            )
+        return ids
 
     def release(self, trajectory_id: str) -> None:
         with self._cache_lock:
