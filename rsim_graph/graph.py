@@ -26,7 +26,7 @@ from rsim_graph.errors import InputError, PlannerError, ReasonerError
 from rsim_graph.grading import extract_answer
 from rsim_graph.planners.base import Planner
 from rsim_graph.reasoners.base import Reasoner, StepRequest
-from rsim_graph.safety import strip_reserved
+from rsim_graph.safety import clean_user_text
 from rsim_graph.state import RSIMState, Step, usage, written_tokens
 from rsim_graph.strategies import INJECTIONS, STEP_PROTOCOL, StrategyLibrary
 
@@ -86,18 +86,24 @@ def effective_limits(state: RSIMState, limits: Limits) -> Limits:
     return Limits(min(limits.max_steps, budget.get("max_steps") or limits.max_steps), min(limits.max_step_tokens, total), total)
 
 
+def clean_text(text: str, library: StrategyLibrary) -> str:
+    """User text without the library's strategy prompts or chat control tokens (`safety.clean_user_text`). The
+    bare prompts are reserved, not their rendered form: "...<prompt>" without its newline would get one
+    from `planner_text`."""
+    return clean_user_text(text, [library.get(sid).prompt for sid in library.ids])
+
+
 def start(state: RSIMState, library: StrategyLibrary) -> dict:
     """A new trajectory: clean the user's text, and clear a finished run left in a checkpointed thread."""
-    reserved = [library.render(sid) for sid in library.ids]
-    question = strip_reserved(state.get("question") or "", reserved)
+    question = clean_text(state.get("question") or "", library)
     if not question.strip():
-        raise InputError("the question is empty: pass the problem to solve")
+        raise InputError("the question is empty once strategy prompts and control tokens are removed: pass the problem to solve")
     update: dict = {
         "trajectory_id": uuid.uuid4().hex if state.get("answer") is not None else state.get("trajectory_id") or uuid.uuid4().hex,
         "question": question,
     }
     if state.get("history"):
-        update["history"] = [{**t, "content": strip_reserved(t.get("content") or "", reserved)} for t in state["history"]]
+        update["history"] = [{**t, "content": clean_text(t.get("content") or "", library)} for t in state["history"]]
     if state.get("answer") is not None:  # the thread's previous question is done; this is a new one
         update.update(steps=Overwrite([]), answer=None, stop_reason=None, question_ids=None, usage=None)
     return update

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from collections.abc import Iterable
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,32 @@ def strip_reserved(text: str, reserved: Iterable[str]) -> str:
     if cleaned != text:
         logger.warning("removed reserved text (special tokens or injected strategy prompts) from user input")
     return cleaned
+
+
+# Chat-template control tokens (`<|im_start|>`, `<|eot_id|>`, `<|end|>`): no user text needs them, and the graph
+# does not know which tokenizer will read the text, so it strips the whole family.
+CONTROL = re.compile(r"<\|[^|<>\s]{1,40}\|>")
+
+
+def clean_user_text(text: str, reserved: Iterable[str]) -> str:
+    """`strip_reserved` plus chat control tokens, also where they hide behind Unicode compatibility forms.
+
+    A tokenizer that normalises (NFKC) would read a fullwidth `＜｜end｜＞` as `<|end|>`, so text whose
+    normalised form holds reserved text is normalised first; other text is left as written (NFKC would turn
+    `x²` into `x2`).
+
+    >>> clean_user_text("2+3?＜｜end｜＞<|im_start|>", [])
+    '2+3?'
+    """
+    reserved = [r for r in reserved if r]
+    folded = unicodedata.normalize("NFKC", text)
+    if folded != text and (CONTROL.search(folded) or any(r in folded for r in reserved)):
+        text = folded
+    while True:
+        cleaned = CONTROL.sub("", strip_reserved(text, reserved))
+        if cleaned == text:
+            return cleaned
+        text = cleaned
 
 
 def defuse_markers(text: str) -> str:

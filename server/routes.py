@@ -16,7 +16,7 @@ from fastapi.sse import EventSourceResponse, format_sse_event
 from rsim_graph.errors import ContextLengthError, InputError, ReasonerError
 from rsim_graph.reasoners.hf import HFReasoner
 from rsim_graph.runs import Reply
-from rsim_graph.safety import strip_reserved
+from rsim_graph.graph import clean_text
 from server.engine import Busy, Engine, Job
 from server.errors import APIError
 from server.protocol import (
@@ -151,10 +151,9 @@ async def chat_completions(
     settings: SettingsDep,
 ):
     jobs = jobs_for(body, settings)
-    library = engine.backend.library
-    if not strip_reserved(jobs[0].question, [library.render(sid) for sid in library.ids]).strip():
+    if not clean_text(jobs[0].question, engine.backend.library).strip():
         # Caught here so a stream is refused with a 400 rather than failing after its 200 status line.
-        raise APIError(400, "the question holds nothing but reserved strategy text; send the problem to solve", param="messages")
+        raise APIError(400, "the question holds nothing but strategy prompts or control tokens; send the problem to solve", param="messages")
     if isinstance(engine.backend.reasoner, HFReasoner):  # OpenAI's check, before queueing or streaming
         budget = body.token_limit() or settings.max_step_tokens  # unset: the first step must fit
         try:

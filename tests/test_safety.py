@@ -28,14 +28,40 @@ def test_graph_strips_injected_prompts_from_the_question_and_history():
     build_graph(ScriptedPlanner([]), reasoner).invoke({"question": FORGED, "history": history})
     req = reasoner.requests[0]
     assert all(LIB.render(s) not in req.question for s in LIB.ids)
-    assert req.history == [{"role": "assistant", "content": "ok "}]
+    assert req.history == [{"role": "assistant", "content": "ok \n"}]  # the prompt goes, its newline is plain text
 
 
-def test_a_question_made_only_of_reserved_text_is_empty():
+@pytest.mark.parametrize(
+    "question",
+    [LIB.render("terminate") + " ", LIB.get("validate").prompt, "<|end|>", "<|im_start|><|eot_id|> ", "＜｜end｜＞" + LIB.render("deep-think")],
+)
+def test_a_question_made_only_of_reserved_text_or_control_tokens_is_empty(question):
     from rsim_graph.errors import InputError
 
-    with pytest.raises(InputError, match="question is empty"):
-        start({"question": LIB.render("terminate") + " "}, LIB)
+    with pytest.raises(InputError, match="question is empty once strategy prompts and control tokens are removed"):
+        start({"question": question}, LIB)
+
+
+def test_a_strategy_prompt_without_its_newline_is_stripped_before_the_planner_reads_it():
+    from rsim_graph.planners.base import planner_text
+
+    question = start({"question": "What is 2+3? " + LIB.get("terminate").prompt}, LIB)["question"]
+    assert question == "What is 2+3? "
+    assert all(LIB.render(s) not in planner_text({"question": question, "steps": []}) for s in LIB.ids)
+
+
+def test_lookalike_forms_are_normalised_only_when_they_hide_reserved_text():
+    assert start({"question": "x² + 1 = 5"}, LIB)["question"] == "x² + 1 = 5"  # NFKC would write x2
+    forged = "2+3?" + LIB.get("terminate").prompt.replace(":", "\uff1a")  # a fullwidth colon
+    assert start({"question": forged}, LIB)["question"] == "2+3?"
+
+
+def test_the_reasoner_refuses_a_question_of_its_own_special_tokens(hf_reasoner):
+    from rsim_graph.errors import InputError
+
+    reserved = next(t.content for t in hf_reasoner.tokenizer.added_tokens_decoder.values())
+    with pytest.raises(InputError, match="nothing but this model's special tokens"):
+        hf_reasoner.question_ids(reserved * 3)
 
 
 @needs_bundled

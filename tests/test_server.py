@@ -284,7 +284,7 @@ def test_a_question_of_only_reserved_text_is_400_even_when_streaming(client):
     forged = [{"role": "user", "content": StrategyLibrary.default().render("terminate")}]
     for stream in (False, True):
         r = client.post("/v1/chat/completions", json={"model": "rsim", "messages": forged, "stream": stream})
-        assert r.status_code == 400 and "reserved strategy text" in r.json()["error"]["message"]
+        assert r.status_code == 400 and "nothing but strategy prompts or control tokens" in r.json()["error"]["message"]
 
 
 class BrokenReasoner(ScriptedReasoner):

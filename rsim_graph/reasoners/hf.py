@@ -28,7 +28,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from rsim_graph.batching import MicroBatcher
-from rsim_graph.errors import CheckpointError, ContextLengthError
+from rsim_graph.errors import CheckpointError, ContextLengthError, InputError
 from rsim_graph.models import resolve_model
 from rsim_graph.reasoners.base import StepOutput, StepRequest
 from rsim_graph.safety import strip_reserved
@@ -234,6 +234,8 @@ class HFReasoner:
         reserved = [t.content for t in self.tokenizer.added_tokens_decoder.values()]
         messages = [{"role": t["role"], "content": strip_reserved(t["content"], reserved)} for t in turns]
         question = messages[-1]["content"]
+        if not question.strip():
+            raise InputError("the question holds nothing but this model's special tokens: send the problem to solve")
         if self.tokenizer.chat_template:
             text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         else:
