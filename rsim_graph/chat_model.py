@@ -155,7 +155,9 @@ class RSIMChatModel(BaseChatModel):
                     reply.done = event
                     continue
                 delta = reply.add(event)
-                step = {"strategy": event["strategy"] or "", "text": event["text"], "forced": event["forced"]}
+                if not delta and reply.stopped:  # cut to nothing by a stop sequence: no chunk, as the server
+                    break
+                step = {"strategy": event["strategy"] or "", "text": reply.steps[-1]["text"], "forced": event["forced"]}
                 # Lists in response_metadata concatenate when chunks are merged: the merged message holds every step.
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta, response_metadata={"rsim": {"steps": [step]}}))
                 if run_manager:

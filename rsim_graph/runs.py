@@ -95,14 +95,18 @@ class Reply:
         self.done: dict | None = None
 
     def add(self, step: dict) -> str:
-        """Record a step; returns the content delta it adds."""
-        self.steps.append(step)
+        """Record a step; returns the content delta it adds. A step cut by a stop sequence keeps only the text
+        before it in the trace, and a step cut to nothing is not recorded."""
         before = len(self.content)
-        self.content += (self.delimiter if len(self.steps) > 1 else "") + step["text"]
+        sep = self.delimiter if self.steps else ""
+        self.content += sep + step["text"]
         hits = [i for i in (self.content.find(s) for s in self.stops) if i >= 0]
         if hits:
             self.content = self.content[: min(hits)]
             self.stopped = True
+            step = {**step, "text": self.content[before + len(sep) :]}
+        if step["text"] or not self.stopped:
+            self.steps.append(step)
         return self.content[before:]
 
     @property

@@ -210,6 +210,8 @@ async def stream_chunks(engine: Engine, jobs: list[Job], body: ChatCompletionReq
 
     async def pump(i: int) -> None:
         async for kind, event in engine.events(jobs[i]):
+            if kind == "step" and not event["delta"]:
+                continue  # a step that a stop sequence cut to nothing sends no chunk
             if kind == "step":
                 trace_delta = DeltaTrace(step=event["step"], strategy=event["strategy"], forced=event["forced"])
                 await queue.put(chunk([ChunkChoice(index=i, delta=Delta(content=event["delta"], rsim=trace_delta))]))

@@ -92,6 +92,18 @@ def test_stop_sequence_cuts_content_and_ends_the_run(client, reasoner):
     assert choice["message"]["content"] == "Known: 2 and 3.\n\n2+3 "
     assert choice["finish_reason"] == "stop" and choice["message"]["rsim"]["stop_reason"] == "stop_sequence"
     assert len(reasoner.requests) == 2  # the terminating step never ran
+    assert [st["text"] for st in choice["message"]["rsim"]["steps"]] == ["Known: 2 and 3.", "2+3 "]  # nothing past the stop
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_step_cut_to_nothing_by_a_stop_leaves_no_trace_and_no_empty_delta(client, stream):
+    r = chat(client, stop=["\n\n2+3"], stream=stream)  # the stop starts at the second step's delimiter
+    if stream:
+        deltas = [c["choices"][0]["delta"] for c in sse(r)[1:-1]]
+        assert [d["content"] for d in deltas if "content" in d] == ["Known: 2 and 3."]
+    else:
+        msg = r.json()["choices"][0]["message"]
+        assert msg["content"] == "Known: 2 and 3." and [st["strategy"] for st in msg["rsim"]["steps"]] == ["understand"]
 
 
 def test_max_tokens_is_a_cap(client, reasoner):
