@@ -41,9 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.http import timed_h11
 
     uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, timeout_graceful_shutdown=SHUTDOWN_GRACE_S, log_level="info"
+        create_app(settings), host=settings.host, port=settings.port, timeout_graceful_shutdown=SHUTDOWN_GRACE_S, log_level="info",
+        http=timed_h11(settings.read_timeout),
     )
     return 0
 

@@ -36,6 +36,7 @@ class ServerSettings(BaseSettings):
     max_concurrent_requests: int = Field(64, ge=1, description="requests generating at once")
     max_queue: int = Field(256, ge=0, description="requests waiting beyond those; more are refused with 429")
     request_timeout: float = Field(300.0, gt=0, description="seconds a request may take, queueing included (then 504)")
+    read_timeout: float = Field(30.0, gt=0, description="seconds a client has to send a whole request, headers and body (then the connection closes)")
     max_tokens: int = Field(2048, ge=1, description="cap on a request's max_tokens (reasoner tokens per answer)")
     max_steps: int = Field(12, ge=1, description="cap on a request's max_steps (reasoning steps per answer)")
     max_step_tokens: int = Field(256, ge=1, description="reasoner tokens per step")

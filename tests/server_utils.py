@@ -31,10 +31,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def live_server(app, port: int | None = None):
-    """Serve `app` with uvicorn on a thread; yields the base URL (`http://127.0.0.1:PORT`)."""
+def live_server(app, port: int | None = None, read_timeout: float = 30.0):
+    """Serve `app` with uvicorn on a thread, as `python -m server` does; yields the base URL (`http://127.0.0.1:PORT`)."""
+    from server.http import timed_h11
+
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=5))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=5, http=timed_h11(read_timeout))
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"

@@ -150,3 +150,27 @@ def test_bad_flags_are_one_line_errors():
     assert proc.returncode == 2 and proc.stderr.startswith("error: --port") and proc.stderr.count("\n") == 1
     proc = subprocess.run([sys.executable, "-m", "server", "--reasoner_base_url", "http://x/v1"], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2 and "--reasoner_model" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "partial",
+    [
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n",  # stalls mid-headers
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"model\": ",  # stalls mid-body
+    ],
+)
+def test_a_request_that_stalls_is_closed_at_the_read_timeout(partial):
+    import socket
+
+    from conftest import ScriptedReasoner
+
+    with live_server(app_with(ScriptedReasoner()), read_timeout=0.5) as base:
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+            s.sendall(partial)
+            start = time.monotonic()
+            data = s.recv(65536)  # blocks until the server closes (b""); without the deadline, until the client's 20 s
+            closed_after = time.monotonic() - start
+        assert data == b"" and closed_after < 15, (data, closed_after)
+        # a whole request on a fresh connection is still served
+        assert httpx.post(f"{base}/v1/chat/completions", json={"model": "rsim", "messages": [{"role": "user", "content": "2+3?"}]}).status_code == 200
