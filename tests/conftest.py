@@ -72,6 +72,14 @@ class GatedReasoner(ScriptedReasoner):
         return super().step(request)
 
 
+def wait_for(condition, timeout: float = 30.0, what: str = "the condition") -> None:
+    """Poll `condition()` until true; fail after `timeout` seconds (a bound, not a timing assumption)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout:g} s"
+        time.sleep(0.02)
+
+
 def length_reward(completions, **kwargs) -> list[float]:
     """Differs between completions even for an untrained model, so the reasoner always has an advantage."""
     return [len(c) / 100 for c in completions]
