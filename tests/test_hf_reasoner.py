@@ -153,3 +153,11 @@ def test_a_question_over_the_context_window_is_one_error_not_a_batch_failure(hf_
     with pytest.raises(ContextLengthError):
         hf_reasoner.complete("9" * 2000, 16)
     assert run_batch(graph, ["1+1?"])[0]["answer"] is not None  # the reasoner still serves others
+
+
+def test_a_budget_past_the_context_window_is_cut_to_fit(hf_reasoner):
+    q = "9" * 1000  # the tiny model reads 1,024 positions
+    room = 1024 - len(hf_reasoner.question_ids(q))
+    out = hf_reasoner.complete(q, 2048)
+    assert 0 < len(out.completion_ids) <= room
+    assert hf_reasoner.room(hf_reasoner.question_ids(q), 5) == min(5, room)

@@ -196,15 +196,21 @@ class HFReasoner:
     # -- the Reasoner protocol ------------------------------------------------------------------
     def step(self, request: StepRequest) -> StepOutput:
         if request.question_ids is None:  # the first step: refused here, alone, rather than failing its batch
-            request = replace(request, question_ids=self.check_prompt(request.question, request.history, request.max_new_tokens))
+            ids = self.check_prompt(request.question, request.history, 1)
+            request = replace(request, question_ids=ids, max_new_tokens=self.room(ids, request.max_new_tokens))
         return self.batcher(request)
 
     def complete(self, question: str, max_new_tokens: int, **options) -> StepOutput:
-        """The reasoner alone (ZeroCoT): answer `question` with nothing injected, until EOS.
-        `options` are `StepRequest` fields: `history`, `temperature`, `top_p`, `seed`."""
+        """The reasoner alone (ZeroCoT): answer `question` with nothing injected, until EOS or the budget (cut to
+        what the context window leaves). `options` are `StepRequest` fields: `history`, `temperature`, `top_p`, `seed`."""
         eos = self.tokenizer.eos_token or ""
-        ids = self.check_prompt(question, options.get("history"), max_new_tokens)
-        return self.batcher(StepRequest(question, [], "", "", max_new_tokens, eos, question_ids=ids, **options))
+        ids = self.check_prompt(question, options.get("history"), 1)
+        return self.batcher(StepRequest(question, [], "", "", self.room(ids, max_new_tokens), eos, question_ids=ids, **options))
+
+    def room(self, question_ids: list[int], max_new_tokens: int) -> int:
+        """`max_new_tokens`, cut to what the context window leaves after the question."""
+        window = self.context_window()
+        return min(max_new_tokens, window - len(question_ids)) if window else max_new_tokens
 
     def context_window(self) -> int | None:
         """Positions the model reads. Not every architecture's config names them; those are not checked."""
@@ -212,7 +218,8 @@ class HFReasoner:
 
     def check_prompt(self, question: str, history: list[ChatTurn] | None, max_new_tokens: int) -> list[int]:
         """The templated question's ids, or a `ContextLengthError` when it and `max_new_tokens` overrun the
-        context window (a long enough question would otherwise ask attention for more memory than exists)."""
+        context window (a long enough question would otherwise ask attention for more memory than exists).
+        Runs ask for room for one token (a budget is cut to fit); the server asks for the client's `max_tokens`."""
         ids = self.question_ids(question, history)
         window = self.context_window()
         if window and len(ids) + max_new_tokens > window:
