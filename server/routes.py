@@ -120,6 +120,10 @@ def total_usage(replies: list[Reply]) -> Usage:
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
+def queue_full() -> APIError:
+    return APIError(429, "the server's queue is full; retry later", "rate_limit_error", code="queue_full")
+
+
 def seen(future: asyncio.Future) -> asyncio.Future:
     """Retrieve a gather's outcome when it ends: after a disconnect or timeout nobody awaits it, and asyncio
     would log its exception as an ERROR traceback ("exception was never retrieved")."""
@@ -162,7 +166,7 @@ async def chat_completions(
             raise run_error(e) from None
     if body.stream:
         if engine.full():  # refused before the 200 status line, so SDKs raise RateLimitError
-            raise APIError(429, "the server's queue is full; retry later", "rate_limit_error", code="queue_full")
+            raise queue_full()
         return EventSourceResponse(stream_chunks(engine, jobs, body))
     try:
         async with asyncio.timeout(settings.request_timeout):
@@ -180,7 +184,7 @@ async def chat_completions(
                     return JSONResponse({"error": {"message": "client disconnected", "type": "cancelled"}}, status_code=499)
                 replies = work.result()
     except Busy:
-        raise APIError(429, "the server's queue is full; retry later", "rate_limit_error", code="queue_full") from None
+        raise queue_full() from None
     except TimeoutError:
         raise APIError(504, f"the request took longer than {settings.request_timeout:g} s and was cancelled", "timeout_error") from None
     except APIError:
@@ -244,7 +248,7 @@ async def stream_chunks(engine: Engine, jobs: list[Job], body: ChatCompletionReq
         if body.stream_options and body.stream_options.include_usage:
             yield chunk([], total_usage([r for r in replies if r is not None]))
     except Busy:
-        yield error_event(APIError(429, "the server's queue is full; retry later", "rate_limit_error", code="queue_full"))
+        yield error_event(queue_full())
     except TimeoutError:
         yield error_event(APIError(504, f"the request took longer than {engine.settings.request_timeout:g} s and was cancelled", "timeout_error"))
     except Exception as e:
