@@ -3,7 +3,7 @@
     python -m evals                                             # ArithWorld, bundled models: ZeroCoT, PS+, random planner, rSIM
     python -m evals --task gsm8k --data_file ../shared/data/gsm8k_test.jsonl --method zero-cot,rsim \\
         --planner outputs/marl/planner --reasoner_base_url http://localhost:8000/v1 --reasoner_model Qwen/Qwen2.5-7B-Instruct
-    python -m evals --task custom --data_file my.jsonl --question_field prompt --answer_field target --answer_type numeric
+    python -m evals --data_file my.jsonl --question_field prompt --answer_field target   # a custom task, graded by math-verify
 
 Writes `summary.json`, `summary.md`, one `records/<task>__<method>.jsonl` per row (a rerun with the
 same --output_dir resumes), and PNG plots to --output_dir, and prints the tables.
@@ -18,27 +18,31 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from evals.methods import METHODS, resolve
 from evals.report import plot, score_table, token_table
-from evals.runner import evaluate
 from rsim_graph.errors import InputError, RSIMError
+from rsim_graph.evaluation import evaluate
 from rsim_graph.loading import ASSETS, BUNDLED_PLANNER, BUNDLED_REASONER, load_reasoner, resolve_injection
+from rsim_graph.methods import METHODS, resolve
 from rsim_graph.models import model_label
 from rsim_graph.strategies import INJECTIONS, load_strategies
-from rsim_graph.tasks.arith import PRESETS, arith_world
-from rsim_graph.tasks.benchmarks import ANSWER_TYPES, TASKS, load_problems
-
-TASK_NAMES = [*PRESETS, *TASKS, "custom"]
+from rsim_graph.tasks.benchmarks import ANSWER_TYPES
+from rsim_graph.tasks.registry import TASK_NAMES, load_task
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m evals", description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", default="arith", help=f"comma-separated: {', '.join(TASK_NAMES)}")
+    p.add_argument(
+        "--task", default=None,
+        help=f"comma-separated: {', '.join(TASK_NAMES)}, a .jsonl file or a hub dataset id (default: arith; custom with --data_file)",
+    )
     p.add_argument("--method", default=None, help=f"comma-separated: {METHODS} (default: zero-cot, ps+, random-planner, and rsim when a trained planner is given or bundled)")
-    p.add_argument("--data_file", default=None, help="a local JSON Lines file for the task (for custom tasks, required)")
+    p.add_argument("--data_file", default=None, help="a local JSON Lines file for the task (alone: --task custom, graded with --answer_type auto)")
     p.add_argument("--question_field", default=None, help="the field holding the question (default: the task's own, or 'question')")
     p.add_argument("--answer_field", default=None, help="the field holding the gold answer (default: the task's own, or 'answer')")
-    p.add_argument("--answer_type", default=None, choices=ANSWER_TYPES, help="how answers are graded (default: the task's own)")
+    p.add_argument(
+        "--answer_type", default=None, choices=ANSWER_TYPES,
+        help="how answers are graded (default: the task's own; auto, math-verify, for custom files and hub datasets)",
+    )
     p.add_argument("--limit", type=int, default=None, help="the first N problems (default: all; 500 for arith)")
     p.add_argument("--seed", type=int, default=0, help="which held-out problems arith draws; seeds the random planner")
     p.add_argument("--output_dir", type=Path, default=Path("outputs/evals"))
@@ -65,7 +69,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max_step_tokens", type=int, default=96)
     p.add_argument("--max_total_tokens", type=int, default=1024)
     p.add_argument("--no_progress", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.task = args.task or ("custom" if args.data_file else "arith")  # a data file alone is a custom task
+    return args
 
 
 def check_endpoint(base_url: str, api_key: str | None) -> None:
@@ -79,17 +85,9 @@ def check_endpoint(base_url: str, api_key: str | None) -> None:
 
 
 def problems_for(task: str, args: argparse.Namespace) -> list:
-    if task in PRESETS:
-        if args.data_file:
-            raise InputError(f"--data_file does not apply to {task} (a generated task); use --task custom or a benchmark name")
-        return arith_world(task, split="test", seed=args.seed).problems(args.limit or 500)
-    if task not in TASKS and task != "custom":
-        raise InputError(f"unknown task {task!r}; choose from {', '.join(TASK_NAMES)}")
-    if task == "custom" and not (args.data_file and args.answer_type):
-        raise InputError("--task custom needs --data_file and --answer_type (numeric, latex, choice or code)")
-    return load_problems(
+    return load_task(
         task, data_file=args.data_file, question_field=args.question_field, answer_field=args.answer_field,
-        answer_type=args.answer_type, limit=args.limit,
+        answer_type=args.answer_type, limit=args.limit, seed=args.seed,
     )
 
 

@@ -1,24 +1,23 @@
 """Benchmarks that print ratios measured in one run (never asserted in tests).
 
     python -m evals.bench rollout [--questions 32] [--planner heuristic]
-    python -m evals.bench train [--steps 4] [--batch 16] [--generations 8]
     python -m evals.bench server [--requests 64] [--concurrency 1 8 32]   (see evals/bench_server.py)
+
+The training benchmark (a MARL step against TRL's GRPOTrainer step) is `python -m trainers.bench`.
 
 rollout:
   (a) trajectories/s for N concurrent questions (one batched graph run) vs the same N one after another;
   (b) reasoner tokens/s in step-wise rollouts vs one `model.generate` call producing the same number of
       tokens for the same batch, with and without reuse of each trajectory's prefix cache.
-train:
-  seconds per optimizer step of the MARL trainer against TRL's own `GRPOTrainer` on the same reasoner,
-  batch and token budget: GRPO is made to generate exactly as many tokens per completion as the MARL
-  rollouts averaged (injected strategy text included), so both train on sequences of one length.
-Both runs in (a) are greedy, so they produce the same trajectories; the script checks that. Every\ngraph is warmed up first, and batched timings are the median of `--repeats` runs.
+Both runs in (a) are greedy, so they produce the same trajectories; the script checks that. Every
+graph is warmed up first, and batched timings are the median of `--repeats` runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 
 import torch
@@ -86,71 +85,14 @@ def bench_rollout(args: argparse.Namespace) -> None:
           f"cache reuse gains {rate / rate_nc:.2f}x")
 
 
-class _StepTimer:
-    """Wall time of every optimizer step (rollout, loss, backward, update)."""
-
-    def __init__(self):
-        from transformers import TrainerCallback
-
-        timer = self
-
-        class Callback(TrainerCallback):
-            def on_step_begin(self, args, state, control, **kwargs):
-                timer.t0 = time.perf_counter()
-
-            def on_step_end(self, args, state, control, **kwargs):
-                timer.times.append(time.perf_counter() - timer.t0)
-
-        self.times: list[float] = []
-        self.callback = Callback()
-
-
-def bench_train(args: argparse.Namespace) -> None:
-    import tempfile
-
-    from trl import GRPOConfig, GRPOTrainer
-
-    from rsim_graph.loading import ASSETS
-    from rsim_graph.planners.policy import PolicyPlanner
-    from rsim_graph.rewards import accuracy_reward, format_reward
-    from trainers.common import load_model
-    from trainers.data import arith_dataset
-    from trainers.marl_config import MARLConfig
-    from trainers.marl_trainer import MARLTrainer
-
-    torch.set_num_threads(args.threads)
-    data = arith_dataset(args.batch * args.steps * 4)
-    common = dict(
-        per_device_train_batch_size=args.batch, num_generations=args.generations, gradient_accumulation_steps=1,
-        max_steps=args.steps + 1, learning_rate=1e-5, temperature=0.3, logging_steps=1, save_strategy="no",
-        report_to="none", bf16=False, gradient_checkpointing=False, disable_tqdm=True, seed=0,
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer, model = load_model(args.reasoner)
-        planner = PolicyPlanner.from_pretrained(ASSETS / "planner-init", seed=0)
-        cfg = MARLConfig(output_dir=tmp, max_completion_length=args.max_tokens, max_reasoning_steps=8, max_step_tokens=64, **common)
-        timer = _StepTimer()
-        marl = MARLTrainer(model, planner, cfg, train_dataset=data, processing_class=tokenizer, callbacks=[timer.callback])
-        marl.train()
-        t_marl = statistics.median(timer.times[1:])  # the first step pays one-off setup
-        lengths = [h["completions/mean_length"] for h in marl.state.log_history if "completions/mean_length" in h][1:]
-        n_tokens = max(1, round(statistics.fmean(lengths)))
-
-        tokenizer, model = load_model(args.reasoner)
-        grpo_data = data.map(lambda row: {"prompt": [{"role": "user", "content": row["prompt"]}]})
-        cfg = GRPOConfig(output_dir=tmp, max_completion_length=n_tokens, generation_kwargs={"min_new_tokens": n_tokens}, **common)
-        timer = _StepTimer()
-        grpo = GRPOTrainer(model=model, reward_funcs=[accuracy_reward, format_reward], args=cfg, train_dataset=grpo_data, processing_class=tokenizer, callbacks=[timer.callback])
-        grpo.train()
-        t_grpo = statistics.median(timer.times[1:])
-    print(f"train: {args.batch} completions per step, {n_tokens} tokens each (MARL mean, injected text included); "
-          f"MARL {t_marl:.2f} s/step vs TRL GRPOTrainer {t_grpo:.2f} s/step -> {t_marl / t_grpo:.2f}x (goal <= 1.3x); "
-          f"medians of {args.steps} steps after one warm-up step")
-
-
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     from rsim_graph.loading import BUNDLED_REASONER
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:
+        command = " ".join(["python -m trainers.bench", *argv[1:]])  # evals builds on the runtime, never on the trainers
+        print(f"error: the training benchmark moved to trainers; run `{command}`", file=sys.stderr)
+        return 2
     p = argparse.ArgumentParser(prog="python -m evals.bench", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="bench", required=True)
     r = sub.add_parser("rollout", help="batched vs sequential rollouts; step-wise vs one generate call")
@@ -161,20 +103,14 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--max_step_tokens", type=int, default=64)
     r.add_argument("--threads", type=int, default=2)
     r.add_argument("--repeats", type=int, default=3, help="timed runs per configuration (the median is reported)")
-    t = sub.add_parser("train", help="seconds per MARL step vs TRL's GRPOTrainer step")
-    t.add_argument("--steps", type=int, default=4)
-    t.add_argument("--batch", type=int, default=16, help="completions per step (prompts x generations)")
-    t.add_argument("--generations", type=int, default=8)
-    t.add_argument("--max_tokens", type=int, default=512, help="token budget per completion")
-    t.add_argument("--reasoner", default=str(BUNDLED_REASONER))
-    t.add_argument("--threads", type=int, default=2)
     bench_server.add_parser(sub)
     args = p.parse_args(argv)
     if args.bench == "server":
         print(bench_server.bench_server(args))
     else:
-        {"rollout": bench_rollout, "train": bench_train}[args.bench](args)
+        bench_rollout(args)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -3,7 +3,7 @@
 - requests/s and p50/p99 latency at concurrency 1, 8 and 32 (closed loop: each client sends its next
   request when the last one returns);
 - the server's p50 latency at concurrency 1 against the same requests run in process through the
-  same graph (`server.engine.run_job`), without HTTP; each request is timed both ways back to back.
+  same graph (`rsim_graph.runs`, as the server's workers), without HTTP; each request is timed both ways back to back.
 
 The server runs in its own process (`python -m server`), the load generator in this one, both on
 the same machine. Requests are greedy ArithWorld test questions, so both sides do the same work.
@@ -74,14 +74,16 @@ async def _load(url: str, questions: list[str], concurrency: int, max_tokens: in
 
 def overhead_pairs(url: str, questions: list[str], max_tokens: int) -> list[tuple[float, float]]:
     """(server, in process) seconds for each question, the two taken back to back so that drifts in
-    machine speed hit both alike. In process runs the same graph through `server.engine.run_job`."""
-    from server.engine import Job, load_backend, run_job
+    machine speed hit both alike. In process runs the same graph through `rsim_graph.runs`, as the server's workers do."""
+    from rsim_graph.runs import Reply, run_events
+    from server.engine import load_backend
     from server.settings import ServerSettings
 
     backend = load_backend(ServerSettings())
 
     def local(q: str) -> None:
-        list(run_job(backend, Job(q, max_tokens=max_tokens, budget={"max_total_tokens": max_tokens}), threading.Event()))
+        inputs = {"question": q, "budget": {"max_total_tokens": max_tokens}}
+        Reply(backend.library.step_delimiter).collect(run_events(backend.graph, backend.reasoner, inputs, max_tokens=max_tokens))
 
     body = {"model": "rsim", "max_tokens": max_tokens}
     with httpx.Client(base_url=url, timeout=600) as http:

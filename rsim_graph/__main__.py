@@ -1,6 +1,7 @@
 """`python -m rsim_graph solve "QUESTION"`: answer one question with strategy-injected reasoning.
 
-With no flags it uses the bundled tiny ArithWorld models. Examples:
+With no flags it uses the bundled tiny ArithWorld models (the planner greedy). The flags are the runtime's
+(`rsim_graph.config.RuntimeConfig`), shared with `python -m server` and `python -m evals`. Examples:
 
     python -m rsim_graph solve "What is 12*(3+4)-5?"
     python -m rsim_graph solve "..." --json --planner random
@@ -14,71 +15,38 @@ import json
 import logging
 import sys
 
+from rsim_graph.config import add_runtime_flags, config_from, refuse_renamed
 from rsim_graph.errors import InputError, RSIMError
-from rsim_graph.loading import PLANNER_SPECS, load_runtime
-from rsim_graph.strategies import INJECTIONS
+from rsim_graph.loading import load_runtime
+from rsim_graph.runs import Reply
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m rsim_graph", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("solve", help="answer one question")
+    s = sub.add_parser("solve", help="answer one question", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     s.add_argument("question")
     s.add_argument("--json", action="store_true", help="print one JSON object instead of the annotated steps")
-    s.add_argument("--planner", default=None, help=f"{PLANNER_SPECS} (default: the bundled planner)")
-    s.add_argument("--planner_base_url", default=None, help="OpenAI-compatible server for a prompt:<model> planner")
-    s.add_argument("--greedy_planner", action="store_true", help="take the planner's most likely strategy")
-    s.add_argument("--reasoner", default=None, help="local model directory, hub id, or vllm:<model> (default: bundled)")
-    s.add_argument("--reasoner_base_url", default=None, help="OpenAI-compatible server (vLLM, SGLang, Ollama) for the reasoner")
-    s.add_argument("--reasoner_model", default=None, help="model name at --reasoner_base_url")
-    s.add_argument("--reasoner_mode", choices=["prefill", "turns"], default="prefill")
-    s.add_argument("--injection", choices=("auto", *INJECTIONS), default="auto", help="how the reasoner sees a strategy (auto: prefill for the bundled tiny models, system for others; README: Injection formats)")
-    s.add_argument("--api_key", default=None, help="key for the OpenAI-compatible server(s)")
-    s.add_argument("--strategies", default=None, help="strategy library YAML (default: the nine built-in strategies)")
-    s.add_argument("--temperature", type=float, default=0.0)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--max_steps", type=int, default=12)
-    s.add_argument("--max_step_tokens", type=int, default=256)
-    s.add_argument("--max_total_tokens", type=int, default=2048)
+    add_runtime_flags(s)
+    refuse_renamed(s)
     return p.parse_args(argv)
 
 
 def solve(args: argparse.Namespace) -> int:
     if not args.question.strip():  # before loading any model
         raise InputError("the question is empty: pass the problem to solve, e.g. solve \"What is 2+3?\"")
-    graph, _, _ = load_runtime(
-        planner=args.planner,
-        reasoner=args.reasoner,
-        strategies=args.strategies,
-        greedy=args.greedy_planner,
-        seed=args.seed,
-        planner_base_url=args.planner_base_url,
-        base_url=args.reasoner_base_url,
-        model_name=args.reasoner_model,
-        api_key=args.api_key,
-        mode=args.reasoner_mode,
-        temperature=args.temperature,
-        max_steps=args.max_steps,
-        max_step_tokens=args.max_step_tokens,
-        max_total_tokens=args.max_total_tokens,
-        injection=args.injection,
-    )
-    final = None
-    for mode, chunk in graph.stream({"question": args.question}, stream_mode=["custom", "values"]):
-        if mode == "values":
-            final = chunk
-        elif not args.json and chunk["event"] == "step":
-            print(f"[{chunk['strategy']}] {chunk['text']}", flush=True)
+    runtime = load_runtime(config_from(args))
+    reply = Reply(runtime.library.step_delimiter)
+    for step, _ in reply.follow(runtime.events(args.question)):
+        if not args.json:
+            print(f"[{step.strategy}] {step.text}", flush=True)
+    done = reply.done
     if args.json:
-        out = {
-            "answer": final["answer"],
-            "steps": [{"strategy": s["strategy"], "text": s["text"]} for s in final["steps"]],
-            "stop_reason": final["stop_reason"],
-            "usage": final["usage"],
-        }
-        print(json.dumps(out))
+        trace = reply.trace()
+        usage = {"prompt_tokens": done.prompt_tokens, "completion_tokens": done.completion_tokens, "steps": len(reply.steps)}
+        print(json.dumps({"answer": done.answer, "steps": trace["steps"], "stop_reason": done.stop_reason, "usage": usage}))
     else:
-        print(f"answer: {final['answer']}  (stop: {final['stop_reason']}, {final['usage']['reasoner_tokens']} reasoner tokens)")
+        print(f"answer: {done.answer}  (stop: {done.stop_reason}, {done.completion_tokens} reasoner tokens)")
     return 0
 
 

@@ -1,7 +1,8 @@
 """`RSIMChatModel`: the rSIM graph as a LangChain chat model, for chains and agents.
 
-    from rsim_graph.chat_model import RSIMChatModel
-    llm = RSIMChatModel.bundled()              # the tiny ArithWorld planner and reasoner
+    from rsim_graph import RSIMChatModel, RuntimeConfig
+    llm = RSIMChatModel.load()                 # the bundled tiny ArithWorld planner and reasoner
+    llm = RSIMChatModel.load(RuntimeConfig(reasoner="smollm2-rsim", planner="smollm2"))
     reply = llm.invoke("Compute (12+7)*3.")
     reply.response_metadata["rsim"]            # {"steps": [{"strategy", "text", "forced"}, ...], "answer", ...}
 
@@ -29,11 +30,13 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, Field
 
+from rsim_graph.config import RuntimeConfig
 from rsim_graph.errors import InputError
-from rsim_graph.graph import build_graph
+from rsim_graph.events import Event, Finished
+from rsim_graph.loading import Runtime, load_runtime
 from rsim_graph.planners.base import Planner
 from rsim_graph.reasoners.base import Reasoner
-from rsim_graph.runs import Event, Reply, graph_events, plain_events
+from rsim_graph.runs import Reply, run_events
 from rsim_graph.state import RSIMState
 from rsim_graph.strategies import StrategyLibrary
 
@@ -41,11 +44,13 @@ from rsim_graph.strategies import StrategyLibrary
 class RSIMChatModel(BaseChatModel):
     """A chat model whose every reply is a strategy-injected rSIM trajectory.
 
+    Build it with `load` (a `RuntimeConfig`) or `from_runtime` (a `Runtime` from `load_runtime`).
+
     Args:
-        graph (`CompiledStateGraph`): a graph from `build_graph`.
+        graph (`CompiledStateGraph`): the runtime's graph.
         reasoner (`Reasoner`): the graph's reasoner (answers alone when `strategy_injection` is off,
             and forgets abandoned trajectories).
-        delimiter (`str`, *optional*, defaults to `"\\n\\n"`): joins steps in the reply text.
+        delimiter (`str`): joins steps in the reply text: the strategy library's step delimiter.
         strategy_injection (`bool`, *optional*, defaults to `True`): False asks the reasoner alone (A/B).
         max_steps, max_tokens (`int`, *optional*): per-reply budgets, tighter than the graph's own.
         temperature, top_p (`float`, *optional*), seed (`int`, *optional*): the reasoner's sampling.
@@ -55,7 +60,7 @@ class RSIMChatModel(BaseChatModel):
 
     graph: Any = Field(exclude=True)
     reasoner: Any = Field(exclude=True)
-    delimiter: str = "\n\n"
+    delimiter: str
     strategy_injection: bool = True
     max_steps: int | None = Field(None, ge=1)
     max_tokens: int | None = Field(None, ge=1)
@@ -64,19 +69,19 @@ class RSIMChatModel(BaseChatModel):
     seed: int | None = None
 
     @classmethod
-    def from_components(cls, planner: Planner, reasoner: Reasoner, strategies: StrategyLibrary | None = None, **kwargs) -> RSIMChatModel:
-        """Build the graph (default limits) from a planner, a reasoner and a strategy library; `kwargs` are
-        this model's fields. For other graph limits, pass your own `build_graph(...)` as `graph`."""
-        library = strategies or StrategyLibrary.default()
-        return cls(graph=build_graph(planner, reasoner, library), reasoner=reasoner, delimiter=library.step_delimiter, **kwargs)
+    def from_runtime(cls, runtime: Runtime, **kwargs) -> RSIMChatModel:
+        """Answer with `runtime` (from `load_runtime`); `kwargs` are this model's fields."""
+        return cls(graph=runtime.graph, reasoner=runtime.reasoner, delimiter=runtime.library.step_delimiter, **kwargs)
 
     @classmethod
-    def bundled(cls, **kwargs) -> RSIMChatModel:
-        """The bundled ArithWorld planner (greedy) and reasoner, offline."""
-        from rsim_graph.loading import load_planner, load_reasoner
+    def load(cls, config: RuntimeConfig | None = None, **kwargs) -> RSIMChatModel:
+        """The runtime `config` names (default: the bundled tiny planner, greedy, and reasoner, offline)."""
+        return cls.from_runtime(load_runtime(config), **kwargs)
 
-        library = StrategyLibrary.default()
-        return cls.from_components(load_planner(None, library, greedy=True), load_reasoner(), library, **kwargs)
+    @classmethod
+    def from_components(cls, planner: Planner, reasoner: Reasoner, strategies: StrategyLibrary | None = None, **kwargs) -> RSIMChatModel:
+        """A planner and a reasoner already in memory, with the default budgets (`load_runtime` with objects)."""
+        return cls.from_runtime(load_runtime(planner=planner, reasoner=reasoner, library=strategies or StrategyLibrary.default()), **kwargs)
 
     @property
     def _llm_type(self) -> str:
@@ -109,11 +114,10 @@ class RSIMChatModel(BaseChatModel):
             "budget": {k: v for k, v in (("max_steps", opts["max_steps"]), ("max_total_tokens", opts["max_tokens"])) if v},
         }
 
-    def _events(self, messages: list[BaseMessage], run_manager: CallbackManagerForLLMRun | None, kwargs: dict) -> Iterator[Event]:
+    def _events(self, messages: list[BaseMessage], kwargs: dict) -> Iterator[Event]:
         inputs = self._inputs(messages, kwargs)
-        if not kwargs.get("strategy_injection", self.strategy_injection):
-            return plain_events(self.reasoner, inputs, inputs["budget"].get("max_total_tokens") or 2048)
-        return graph_events(self.graph, inputs, self.reasoner)
+        injection = kwargs.get("strategy_injection", self.strategy_injection)
+        return run_events(self.graph, self.reasoner, inputs, injection=injection, max_tokens=inputs["budget"].get("max_total_tokens") or 2048)
 
     def _generate(
         self,
@@ -122,16 +126,7 @@ class RSIMChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        reply = Reply(self.delimiter, stop)
-        events = self._events(messages, run_manager, kwargs)
-        for kind, event in events:
-            if kind == "done":
-                reply.done = event
-                continue
-            reply.add(event)
-            if reply.stopped:
-                events.close()  # ends the run at its next node
-                break
+        reply = Reply(self.delimiter, stop).collect(self._events(messages, kwargs))
         injection = kwargs.get("strategy_injection", self.strategy_injection)
         message = AIMessage(
             content=reply.content,
@@ -148,25 +143,15 @@ class RSIMChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         reply = Reply(self.delimiter, stop)
-        events = self._events(messages, run_manager, kwargs)
-        try:
-            for kind, event in events:
-                if kind == "done":
-                    reply.done = event
-                    continue
-                delta = reply.add(event)
-                if not delta and reply.stopped:  # cut to nothing by a stop sequence: no chunk, as the server
-                    break
-                step = {"strategy": event["strategy"] or "", "text": reply.steps[-1]["text"], "forced": event["forced"]}
-                # Lists in response_metadata concatenate when chunks are merged: the merged message holds every step.
-                chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta, response_metadata={"rsim": {"steps": [step]}}))
-                if run_manager:
-                    run_manager.on_llm_new_token(delta, chunk=chunk)
-                yield chunk
-                if reply.stopped:
-                    break
-        finally:
-            events.close()
+        for event, delta in reply.follow(self._events(messages, kwargs)):
+            if not delta and reply.stopped:  # cut to nothing by a stop sequence: no chunk, as the server
+                break
+            step = {"strategy": event.strategy or "", "text": reply.steps[-1].text, "forced": event.forced}
+            # Lists in response_metadata concatenate when chunks are merged: the merged message holds every step.
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta, response_metadata={"rsim": {"steps": [step]}}))
+            if run_manager:
+                run_manager.on_llm_new_token(delta, chunk=chunk)
+            yield chunk
         injection = kwargs.get("strategy_injection", self.strategy_injection)
         trace = {k: v for k, v in reply.trace(injection).items() if k != "steps"}
         yield ChatGenerationChunk(
@@ -202,6 +187,6 @@ def text_of(message: BaseMessage) -> str:
     return message.text
 
 
-def _usage(done: dict | None) -> UsageMetadata:
-    prompt, completion = (done or {}).get("prompt_tokens", 0), (done or {}).get("completion_tokens", 0)
+def _usage(done: Finished | None) -> UsageMetadata:
+    prompt, completion = (done.prompt_tokens, done.completion_tokens) if done else (0, 0)
     return UsageMetadata(input_tokens=prompt, output_tokens=completion, total_tokens=prompt + completion)

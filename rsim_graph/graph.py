@@ -4,10 +4,12 @@ The same compiled graph answers users, streams to the server and generates the t
 Nodes are module-level functions `State -> partial update`; their collaborators (planner, reasoner,
 library, limits) are bound with `functools.partial` in `build_graph`, so each node can be called alone.
 
-Custom stream events (`graph.stream(..., stream_mode="custom")`):
-- `{"event": "strategy", "step": i, "strategy": id, "forced": bool, "probs": [...] | None}`
-- `{"event": "step", "step": i, "strategy": id, "text": str}`
-- `{"event": "answer", "answer": str, "stop_reason": str}`
+Entry node `start` cleans the question and resets a finished run on a checkpointed thread; then each
+step is plan → inject → reason → check.
+
+The nodes write `rsim_graph.events` to LangGraph's custom stream (`graph.stream(..., stream_mode="custom")`):
+`StrategyChosen` (inject), `StepWritten` (reason), `Finished` (check). `rsim_graph.runs` reads runs for
+every consumer.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Overwrite, StreamWriter
 
 from rsim_graph.errors import InputError, PlannerError, ReasonerError
+from rsim_graph.events import finished, step_written, strategy_chosen
 from rsim_graph.grading import extract_answer
 from rsim_graph.planners.base import Planner
 from rsim_graph.reasoners.base import Reasoner, StepRequest
@@ -93,7 +96,7 @@ def clean_text(text: str, library: StrategyLibrary) -> str:
     return clean_user_text(text, [library.get(sid).prompt for sid in library.ids])
 
 
-def start(state: RSIMState, library: StrategyLibrary) -> dict:
+def start(state: RSIMState, *, library: StrategyLibrary) -> dict:
     """A new trajectory: clean the user's text, and clear a finished run left in a checkpointed thread."""
     question = clean_text(state.get("question") or "", library)
     if not question.strip():
@@ -111,10 +114,6 @@ def start(state: RSIMState, library: StrategyLibrary) -> dict:
 
 def plan(state: RSIMState, *, planner: Planner, library: StrategyLibrary, limits: Limits) -> dict:
     """Pick the next strategy, or force the terminating one when a budget runs out."""
-    update: dict = {}
-    if not state.get("steps") or state.get("answer") is not None:
-        update = start(state, library)
-        state = {**state, **update, "steps": []}
     steps = state.get("steps", [])
     limits = effective_limits(state, limits)
     forced_by = None
@@ -126,7 +125,7 @@ def plan(state: RSIMState, *, planner: Planner, library: StrategyLibrary, limits
         forced_by = "repeat"
     if forced_by:
         pending = Step(strategy=library.terminal_id, forced=True, planner_logprob=None, planner_probs=None)
-        return {**update, "pending": pending, "stop_reason": forced_by}
+        return {"pending": pending, "stop_reason": forced_by}
     choice = planner.choose(state, library)
     if choice.strategy not in library:
         raise PlannerError(
@@ -134,21 +133,13 @@ def plan(state: RSIMState, *, planner: Planner, library: StrategyLibrary, limits
             "load the library the planner was trained with, or grow its head with planner.grow(library)"
         )
     pending = Step(strategy=choice.strategy, forced=False, planner_logprob=choice.logprob, planner_probs=choice.probs)
-    return {**update, "pending": pending}
+    return {"pending": pending}
 
 
 def inject(state: RSIMState, writer: StreamWriter, *, library: StrategyLibrary, injection: str = "prefill") -> dict:
     """Render the chosen strategy's prompt: the text the reasoner's next step starts from."""
     pending = state["pending"]
-    writer(
-        {
-            "event": "strategy",
-            "step": len(state.get("steps", [])),
-            "strategy": pending["strategy"],
-            "forced": pending["forced"],
-            "probs": pending.get("planner_probs"),
-        }
-    )
+    writer(strategy_chosen(len(state.get("steps", [])), pending))
     injected = library.render(pending["strategy"], injection=injection, step=len(state.get("steps", [])))
     return {"pending": {**pending, "injected": injected}}
 
@@ -200,7 +191,7 @@ def reason(
         **pending, text=out.text, prompt_ids=out.prompt_ids, completion_ids=out.completion_ids, logprobs=out.logprobs,
         written_tokens=upstream.get("output_tokens"),
     )
-    writer({"event": "step", "step": len(steps), "strategy": step["strategy"], "text": step["text"]})
+    writer(step_written(len(steps), step))
     update: dict = {"steps": [step], "pending": None}
     if out.question_ids is not None and state.get("question_ids") is None:
         update["question_ids"] = out.question_ids
@@ -219,8 +210,9 @@ def check(state: RSIMState, writer: StreamWriter, *, reasoner: Reasoner, library
     stop_reason = state.get("stop_reason") or "terminate"
     if state.get("trajectory_id"):
         reasoner.release(state["trajectory_id"])
-    writer({"event": "answer", "answer": answer, "stop_reason": stop_reason})
-    return {"answer": answer, "stop_reason": stop_reason, "usage": usage(state)}
+    spent = usage(state)
+    writer(finished(answer, stop_reason, spent))
+    return {"answer": answer, "stop_reason": stop_reason, "usage": spent}
 
 
 def route(state: RSIMState) -> Literal["plan", "__end__"]:
@@ -259,17 +251,19 @@ def build_graph(
     if injection not in INJECTIONS:
         raise InputError(f"unknown injection {injection!r}; choose from {', '.join(INJECTIONS)}")
     g = StateGraph(RSIMState)
+    g.add_node("start", partial(start, library=library))
     g.add_node("plan", partial(plan, planner=planner, library=library, limits=limits))
     g.add_node("inject", partial(inject, library=library, injection=injection))
     g.add_node("reason", partial(reason, reasoner=reasoner, library=library, limits=limits, injection=injection))
     g.add_node("check", partial(check, reasoner=reasoner, library=library))
-    g.add_edge(START, "plan")
+    g.add_edge(START, "start")
+    g.add_edge("start", "plan")
     g.add_edge("plan", "inject")
     g.add_edge("inject", "reason")
     g.add_edge("reason", "check")
     g.add_conditional_edges("check", route, {"plan": "plan", END: END})
-    # Each step visits 4 nodes; one spare super-step so the limit can never cut a trajectory short.
-    return g.compile(name="rsim", checkpointer=checkpointer).with_config(recursion_limit=NODES_PER_STEP * max_steps + 1)
+    # Each step visits 4 nodes, plus `start` and one spare super-step, so the limit can never cut a trajectory short.
+    return g.compile(name="rsim", checkpointer=checkpointer).with_config(recursion_limit=NODES_PER_STEP * max_steps + 2)
 
 
 def run_batch(

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from langgraph.graph.state import CompiledStateGraph
+
+from rsim_graph.config import RuntimeConfig
 from rsim_graph.errors import CheckpointError, InputError
 from rsim_graph.planners.base import Planner
 from rsim_graph.reasoners.base import Reasoner
 from rsim_graph.strategies import StrategyLibrary
+
+if TYPE_CHECKING:
+    from rsim_graph.events import Event
+    from rsim_graph.runs import Reply
 
 ASSETS = Path(__file__).with_name("assets")
 BUNDLED_REASONER = ASSETS / "reasoner"  # the tiny ArithWorld reasoner
@@ -15,18 +25,34 @@ BUNDLED_REASONER_B = ASSETS / "reasoner-b"  # a second, smaller one for plug-in 
 BUNDLED_PLANNER = ASSETS / "planner"  # the planner trained by the default `python -m trainers.marl`
 BUNDLED_RSIM_REASONER = ASSETS / "reasoner-rsim"  # the reasoner trained jointly with it
 
+BUNDLED_PLANNER_INIT = ASSETS / "planner-init"  # the planner before training (the trainers' default start)
+# Named specs of the bundled tiny models, for --planner and --reasoner.
+TINY_PLANNERS = {"tiny": BUNDLED_PLANNER, "tiny-init": BUNDLED_PLANNER_INIT}
+TINY_REASONERS = {"tiny": BUNDLED_REASONER, "tiny-b": BUNDLED_REASONER_B, "tiny-rsim": BUNDLED_RSIM_REASONER}
+
 PLANNER_SPECS = (
-    "a planner checkpoint directory, 'smollm2' (the trained SmolLM2 planner), 'random', 'ps+', 'heuristic', 'heuristic-check', 'scripted:ID,ID,...' or 'prompt:<model>'"
+    "a planner checkpoint directory, 'tiny' (the bundled trained planner), 'tiny-init', 'smollm2' (the trained SmolLM2 planner), "
+    "'random', 'ps+', 'heuristic', 'heuristic-check', 'scripted:ID,ID,...' or 'prompt:<model>'"
 )
 
 
-def resolve_injection(injection: str, reasoner: str | None, base_url: str | None) -> str:
-    """`auto`: `prefill` for the bundled tiny models (trained that way), `system` for any other model (it scored
-    best on SmolLM2-135M-Instruct: README, "Injection formats"); other values are returned unchanged."""
+def resolve_injection(injection: str, reasoner: str | None, base_url: str | None, tokenizer=None) -> str:
+    """`auto`: `prefill` for rSIM's tiny models (the bundled ones, or any with their tokenizer: they were trained
+    that way), `system` for any other model (it scored best on SmolLM2-135M-Instruct: README, "Injection
+    formats"); other values are returned unchanged."""
     if injection != "auto":
         return injection
-    tiny = not (reasoner or base_url) or Path(reasoner or "").expanduser().resolve().is_relative_to(ASSETS)
-    return "prefill" if tiny else "system"
+    from rsim_graph.tiny import CHAT_TEMPLATE
+
+    tiny = not (reasoner or base_url) or reasoner in TINY_REASONERS or Path(reasoner or "").expanduser().resolve().is_relative_to(ASSETS)
+    return "prefill" if tiny or getattr(tokenizer, "chat_template", None) == CHAT_TEMPLATE else "system"
+
+
+def reasoner_path(spec: str | None) -> str:
+    """A local reasoner spec as `HFReasoner.from_pretrained` reads it: the tiny names resolved to the bundled directories."""
+    if spec is None:
+        return str(default_reasoner_path())
+    return str(bundled(TINY_REASONERS[spec])) if spec in TINY_REASONERS else spec
 
 
 def bundled(path: Path) -> Path:
@@ -39,8 +65,13 @@ def bundled(path: Path) -> Path:
 
 
 def default_planner_spec() -> str:
-    """The trained bundled planner once it ships, else the ArithWorld heuristic."""
-    return str(BUNDLED_PLANNER) if (BUNDLED_PLANNER / "planner.json").is_file() else "heuristic"
+    """The trained bundled planner. Missing, it is an error: falling back to another planner would report its results as rSIM's."""
+    if not (BUNDLED_PLANNER / "planner.json").is_file():
+        raise CheckpointError(
+            f"the bundled planner is missing from {BUNDLED_PLANNER}; train one with `python -m trainers.marl` and pass "
+            "--planner <output_dir>/planner, or pass --planner heuristic (--method heuristic in evals)"
+        )
+    return str(BUNDLED_PLANNER)
 
 
 def default_reasoner_path() -> Path:
@@ -89,7 +120,10 @@ def load_planner(
         return PromptPlanner(ChatOpenAI(model=model, base_url=base_url, api_key=api_key or "EMPTY", max_retries=1, timeout=60))
     from rsim_graph.models import SMOLLM2, shipped
 
-    path = shipped("planner", "planner.json") if spec == SMOLLM2 else Path(spec).expanduser()
+    if spec in TINY_PLANNERS:
+        path = bundled(TINY_PLANNERS[spec])
+    else:
+        path = shipped("planner", "planner.json") if spec == SMOLLM2 else Path(spec).expanduser()
     if not path.exists():
         raise CheckpointError(f"planner {spec!r} is neither a directory nor a known planner; pass {PLANNER_SPECS}")
     from rsim_graph.planners.policy import PolicyPlanner
@@ -130,43 +164,62 @@ def load_reasoner(
         return VLLMReasoner(spec.removeprefix("vllm:"), temperature=temperature, seed=seed)
     from rsim_graph.reasoners.hf import HFReasoner
 
-    path = spec or str(default_reasoner_path())
-    return HFReasoner.from_pretrained(path, temperature=temperature, seed=seed)
+    return HFReasoner.from_pretrained(reasoner_path(spec), temperature=temperature, seed=seed)
+
+
+@dataclass
+class Runtime:
+    """A runnable rSIM: the compiled graph and the parts it was built from."""
+
+    graph: CompiledStateGraph
+    planner: Planner
+    reasoner: Reasoner
+    library: StrategyLibrary
+    config: RuntimeConfig
+
+    def events(self, question: str, *, injection: bool = True, **inputs) -> Iterator[Event]:
+        """One run's events (`runs.run_events`); `inputs` are further state keys (`history`, `sampling`, `budget`)."""
+        from rsim_graph.runs import run_events
+
+        return run_events(self.graph, self.reasoner, {**inputs, "question": question}, injection=injection, max_tokens=self.config.max_total_tokens)
+
+    def reply(self, question: str, *, stops: list[str] | None = None, **kwargs) -> Reply:
+        """Answer `question`: the finished `runs.Reply` (content, trace, `done`); `kwargs` as for `events`."""
+        from rsim_graph.runs import Reply
+
+        return Reply(self.library.step_delimiter, stops).collect(self.events(question, **kwargs))
 
 
 def load_runtime(
+    config: RuntimeConfig | None = None,
     *,
-    planner: str | None = None,
-    reasoner: str | None = None,
-    strategies: str | None = None,
-    greedy: bool = False,
-    seed: int | None = 0,
-    planner_base_url: str | None = None,
-    base_url: str | None = None,
-    model_name: str | None = None,
-    api_key: str | None = None,
-    mode: str = "prefill",
-    temperature: float = 0.0,
-    max_steps: int = 12,
-    max_step_tokens: int = 256,
-    max_total_tokens: int = 2048,
-    injection: str = "auto",
-):
-    """Everything a caller of the runtime needs from command-line specs: `(graph, reasoner, library)`.
+    planner: Planner | None = None,
+    reasoner: Reasoner | None = None,
+    library: StrategyLibrary | None = None,
+    checkpointer=None,
+) -> Runtime:
+    """The one constructor of a runtime: the planner, reasoner and library that `config` names, and the graph over them.
 
-    `planner` and `reasoner` are specs as for `load_planner` and `load_reasoner` (None: the bundled ones);
-    `planner_base_url` defaults to `base_url`, for a `prompt:<model>` planner.
+    A ready `planner`, `reasoner` or `library` object replaces the one `config` names (tests, embedding a model
+    already in memory); `config` still sets the budgets and the injection format.
     """
     from rsim_graph.graph import build_graph
     from rsim_graph.strategies import load_strategies
 
-    library = load_strategies(strategies)
-    plan = load_planner(planner, library, seed=seed, greedy=greedy, base_url=planner_base_url or base_url, api_key=api_key)
-    reason = load_reasoner(
-        reasoner, base_url=base_url, model_name=model_name, api_key=api_key, mode=mode, temperature=temperature, seed=seed
+    config = config or RuntimeConfig()
+    library = library or load_strategies(config.strategies)
+    base_url = config.planner_base_url or config.reasoner_base_url
+    planner = planner or load_planner(
+        config.planner, library, seed=config.seed, greedy=not config.sample_planner, base_url=base_url, api_key=config.reasoner_api_key
+    )
+    reasoner = reasoner or load_reasoner(
+        config.reasoner, base_url=config.reasoner_base_url, model_name=config.reasoner_model, api_key=config.reasoner_api_key,
+        mode=config.reasoner_mode, temperature=config.temperature, seed=config.seed, max_retries=config.max_retries,
     )
     graph = build_graph(
-        plan, reason, library, max_steps=max_steps, max_step_tokens=max_step_tokens, max_total_tokens=max_total_tokens,
-        injection=resolve_injection(injection, reasoner, base_url),
+        planner, reasoner, library, max_steps=config.max_reasoning_steps, max_step_tokens=config.max_step_tokens,
+        max_total_tokens=config.max_total_tokens,
+        injection=resolve_injection(config.injection, config.reasoner, config.reasoner_base_url, getattr(reasoner, "tokenizer", None)),
+        checkpointer=checkpointer,
     )
-    return graph, reason, library
+    return Runtime(graph, planner, reasoner, library, config)

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from rsim_graph.grading import extract_answer, grade_completion
-from rsim_graph.strategies import StrategyLibrary
+from rsim_graph.strategies import DEFAULT_STEP_DELIMITER, StrategyLibrary
 
 # TRL's reward-function shape.
 RewardFunc = Callable[..., list[float | None]]
@@ -30,7 +30,7 @@ def _text(completion) -> str:
     return completion
 
 
-def accuracy_reward(completions, solution, step_texts=None, step_delimiter: str = "\n\n", **kwargs) -> list[float | None]:
+def accuracy_reward(completions, solution, step_texts=None, step_delimiter: str = DEFAULT_STEP_DELIMITER, **kwargs) -> list[float | None]:
     """R_acc: 1.0 when the final answer equals the gold answer, else 0.0; None without a gold answer.
 
     With `step_texts` (rSIM rollouts), only what the reasoner generated is graded, so both agents get the

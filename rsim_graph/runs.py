@@ -1,27 +1,22 @@
-"""One run as a stream of step events, and the reply text built from them.
+"""One run as a stream of `rsim_graph.events`, and the reply text built from them.
 
-The server and `RSIMChatModel` both answer through these, so a chat reply reads the same whichever
-way it is reached. A run either goes through the graph (strategy injection) or, for A/B comparison,
-asks the reasoner alone (`strategy_injection=False`).
-
-Events:
-- `("step", {"step", "strategy", "forced", "text"})` as each step is written;
-- `("done", {"answer", "stop_reason", "length", "prompt_tokens", "completion_tokens"})` at the end.
+Every consumer answers through here (the CLI, `RSIMChatModel`, the server and evals), so a reply reads the
+same whichever way it is reached. A run either goes through the graph (strategy injection) or, for A/B
+comparison, asks the reasoner alone (`plain_events`). `Reply.follow` builds the reply as the events come.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 
 from langgraph.graph.state import CompiledStateGraph
 
+from rsim_graph.events import Event, Finished, StepWritten, finished, step_written, strategy_chosen
 from rsim_graph.grading import extract_answer
 from rsim_graph.reasoners.base import Reasoner
-from rsim_graph.state import RSIMState
-
-# (kind, payload): see the module docstring.
-Event = tuple[str, dict]
+from rsim_graph.state import RSIMState, written_tokens
 
 
 def graph_events(
@@ -32,32 +27,27 @@ def graph_events(
     cancel: threading.Event | None = None,
     config: dict | None = None,
 ) -> Iterator[Event]:
-    """Run the graph, yielding step events as they happen. Once `cancel` is set, or the caller stops
+    """Run the graph, yielding its events as they happen. Once `cancel` is set, or the caller stops
     iterating, the run ends at its next node and the reasoner forgets the trajectory."""
     trajectory_id, done, n = None, None, 0
     try:
         # "updates", not "custom": custom events make LangGraph run every node on a helper thread,
-        # which costs about 1 ms of CPU a step (measured); node updates carry all a reply needs.
+        # which costs about 1 ms of CPU a step (measured). The events are built from the node updates
+        # by the same functions the nodes write them with.
         for chunk in graph.stream(inputs, config, stream_mode="updates"):
             if cancel is not None and cancel.is_set():
                 return
             for node, update in chunk.items():
-                if node == "plan":
+                if node == "start":
                     trajectory_id = update.get("trajectory_id", trajectory_id)
+                elif node == "inject":
+                    yield strategy_chosen(n, update["pending"])
                 elif node == "reason":
-                    step = update["steps"][0]
-                    yield "step", {"step": n, "strategy": step["strategy"], "forced": step["forced"], "text": step["text"]}
+                    yield step_written(n, update["steps"][0])
                     n += 1
                 elif node == "check" and update:
                     done = update
-        usage = done["usage"]
-        yield "done", {
-            "answer": done["answer"],
-            "stop_reason": done["stop_reason"],
-            "length": done["stop_reason"] != "terminate",
-            "prompt_tokens": usage["prompt_tokens"] + usage["injected_tokens"],
-            "completion_tokens": usage["reasoner_tokens"],
-        }
+        yield finished(done["answer"], done["stop_reason"], done["usage"])
     finally:
         if done is None and trajectory_id:
             reasoner.release(trajectory_id)
@@ -66,15 +56,23 @@ def graph_events(
 def plain_events(reasoner: Reasoner, inputs: RSIMState, max_tokens: int) -> Iterator[Event]:
     """The reasoner alone, nothing injected: one step with the whole reply."""
     out = reasoner.complete(inputs["question"], max_tokens, history=inputs.get("history"), **(inputs.get("sampling") or {}))
-    yield "step", {"step": 0, "strategy": None, "forced": False, "text": out.text}
-    generated = len(out.completion_ids or [])
-    yield "done", {
-        "answer": extract_answer(out.text),
-        "stop_reason": "max_tokens" if generated >= max_tokens else "eos",
-        "length": generated >= max_tokens,
-        "prompt_tokens": len(out.question_ids or []),
-        "completion_tokens": generated,
-    }
+    yield StepWritten(0, None, False, out.text)
+    generated = written_tokens({"completion_ids": out.completion_ids, "written_tokens": (out.meta.get("usage") or {}).get("output_tokens")})
+    if generated is None:  # a text-only backend that reports no usage: about 4 characters a token
+        generated = len(out.text) // 4 + 1
+    yield Finished(
+        extract_answer(out.text), "max_tokens" if generated >= max_tokens else "eos", generated >= max_tokens, len(out.question_ids or []), generated
+    )
+
+
+def run_events(
+    graph: CompiledStateGraph, reasoner: Reasoner, inputs: RSIMState, *, injection: bool = True, max_tokens: int = 2048,
+    cancel: threading.Event | None = None,
+) -> Iterator[Event]:
+    """A run's events: through the graph, or (`injection=False`) the reasoner alone with `max_tokens`."""
+    if not injection:
+        return plain_events(reasoner, inputs, max_tokens)
+    return graph_events(graph, inputs, reasoner, cancel=cancel)
 
 
 class Reply:
@@ -90,22 +88,43 @@ class Reply:
         self.delimiter = delimiter
         self.stops = stops or []
         self.content = ""
-        self.steps: list[dict] = []
+        self.steps: list[StepWritten] = []
         self.stopped = False  # a stop sequence was hit
-        self.done: dict | None = None
+        self.done: Finished | None = None
 
-    def add(self, step: dict) -> str:
+    def follow(self, events: Iterator[Event]) -> Iterator[tuple[StepWritten, str]]:
+        """Build the reply from `events`, yielding each step with the content delta it adds (empty when a stop
+        sequence cut it to nothing). At a stop sequence, or when the caller stops iterating, the run is closed:
+        it ends at its next node."""
+        try:
+            for event in events:
+                if isinstance(event, Finished):
+                    self.done = event
+                elif isinstance(event, StepWritten):
+                    yield event, self.add(event)
+                    if self.stopped:
+                        return
+        finally:
+            events.close()
+
+    def collect(self, events: Iterator[Event]) -> Reply:
+        """Run `events` to their end (or the first stop sequence); returns this reply."""
+        for _ in self.follow(events):
+            pass
+        return self
+
+    def add(self, step: StepWritten) -> str:
         """Record a step; returns the content delta it adds. A step cut by a stop sequence keeps only the text
         before it in the trace, and a step cut to nothing is not recorded."""
         before = len(self.content)
         sep = self.delimiter if self.steps else ""
-        self.content += sep + step["text"]
+        self.content += sep + step.text
         hits = [i for i in (self.content.find(s) for s in self.stops) if i >= 0]
         if hits:
             self.content = self.content[: min(hits)]
             self.stopped = True
-            step = {**step, "text": self.content[before + len(sep) :]}
-        if step["text"] or not self.stopped:
+            step = dataclasses.replace(step, text=self.content[before + len(sep) :])
+        if step.text or not self.stopped:
             self.steps.append(step)
         return self.content[before:]
 
@@ -113,18 +132,18 @@ class Reply:
     def stop_reason(self) -> str:
         if self.stopped:
             return "stop_sequence"
-        return self.done["stop_reason"] if self.done else "cancelled"
+        return self.done.stop_reason if self.done else "cancelled"
 
     @property
     def finish_reason(self) -> str:
         """OpenAI's: "length" when a budget ended the run, else "stop"."""
-        return "length" if self.done and self.done["length"] and not self.stopped else "stop"
+        return "length" if self.done and self.done.length and not self.stopped else "stop"
 
     def trace(self, injection: bool = True) -> dict:
         """The strategy trace: each step's strategy and text, the answer, why the run stopped."""
         return {
             "strategy_injection": injection,
-            "steps": [{"strategy": s["strategy"] or "", "text": s["text"], "forced": s["forced"]} for s in self.steps],
-            "answer": (self.done or {}).get("answer"),
+            "steps": [{"strategy": s.strategy or "", "text": s.text, "forced": s.forced} for s in self.steps],
+            "answer": self.done.answer if self.done else None,
             "stop_reason": self.stop_reason,
         }

@@ -20,7 +20,8 @@ from prometheus_fastapi_instrumentator import Instrumentator
 
 from rsim_graph.errors import RSIMError
 from server import errors
-from server.engine import Backend, Engine, load_backend
+from rsim_graph.loading import Runtime
+from server.engine import Engine, load_backend
 from server.protocol import Health
 from server.routes import check_key, router
 from server.settings import ServerSettings
@@ -85,19 +86,19 @@ def add_docs(app: FastAPI) -> None:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="rSIM")
 
 
-def create_app(settings: ServerSettings | None = None, *, backend: Backend | None = None) -> FastAPI:
+def create_app(settings: ServerSettings | None = None, *, backend: Runtime | None = None) -> FastAPI:
     """Build the app.
 
     Args:
         settings (`ServerSettings`, *optional*): defaults to `ServerSettings()` (environment variables).
-        backend (`Backend`, *optional*): a ready backend (tests, embedding); otherwise the lifespan
+        backend (`Runtime`, *optional*): a ready runtime (tests, embedding); otherwise the lifespan
             loads one from `settings` on a worker thread.
     """
     settings = settings or ServerSettings()
     registry = CollectorRegistry()
     strategy_counter = Counter("rsim_strategy", "Steps written under each strategy", ["strategy"], registry=registry)
 
-    def start(app: FastAPI, ready: Backend) -> None:
+    def start(app: FastAPI, ready: Runtime) -> None:
         engine = Engine(ready, settings, on_strategy=lambda s: strategy_counter.labels(strategy=s).inc())
         Gauge("rsim_requests_running", "Requests generating", registry=registry).set_function(lambda: engine.running)
         Gauge("rsim_requests_waiting", "Requests queued", registry=registry).set_function(lambda: engine.waiting)

@@ -13,18 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from langgraph.graph.state import CompiledStateGraph
-
-from rsim_graph.loading import load_runtime
-from rsim_graph.reasoners.base import Reasoner
-from rsim_graph.runs import Event, Reply, graph_events, plain_events
+from rsim_graph.events import StepWritten
+from rsim_graph.loading import Runtime, load_runtime
+from rsim_graph.runs import Reply, run_events
 from rsim_graph.state import Budget, ChatTurn, Sampling
-from rsim_graph.strategies import StrategyLibrary
 from server.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
@@ -34,33 +31,9 @@ class Busy(Exception):
     """The queue is full."""
 
 
-@dataclass
-class Backend:
-    """What the server runs: the compiled graph, and its reasoner and library."""
-
-    graph: CompiledStateGraph
-    reasoner: Reasoner
-    library: StrategyLibrary
-
-
-def load_backend(settings: ServerSettings) -> Backend:
-    return Backend(
-        *load_runtime(
-            planner=settings.planner,
-            reasoner=settings.reasoner,
-            strategies=settings.strategies,
-            greedy=not settings.sample_planner,
-            base_url=settings.reasoner_base_url,
-            model_name=settings.reasoner_model,
-            api_key=settings.reasoner_api_key,
-            mode=settings.reasoner_mode,
-            temperature=settings.temperature,
-            max_steps=settings.max_steps,
-            max_step_tokens=settings.max_step_tokens,
-            max_total_tokens=settings.max_tokens,
-            injection=settings.injection,
-        )
-    )
+def load_backend(settings: ServerSettings) -> Runtime:
+    """The runtime the server's settings name (its `RuntimeConfig` flags)."""
+    return load_runtime(settings.runtime())
 
 
 @dataclass
@@ -76,24 +49,16 @@ class Job:
     stops: list[str] = field(default_factory=list)
 
 
-def run_job(backend: Backend, job: Job, cancel: threading.Event) -> Iterator[Event]:
-    """Run one choice synchronously, yielding its events; returns early once `cancel` is set."""
-    inputs = {"question": job.question, "history": job.history, "sampling": job.sampling, "budget": job.budget}
-    if not job.injection:
-        return plain_events(backend.reasoner, inputs, job.max_tokens)
-    return graph_events(backend.graph, inputs, backend.reasoner, cancel=cancel)
-
-
 class Engine:
     """Admission control and async access to `run_job`.
 
     Args:
-        backend (`Backend`): what runs the requests.
+        backend (`Runtime`): what runs the requests.
         settings (`ServerSettings`): the caps.
         on_strategy (`Callable[[str], None]`, *optional*): called with each step's strategy id (metrics).
     """
 
-    def __init__(self, backend: Backend, settings: ServerSettings, on_strategy: Callable[[str], None] | None = None):
+    def __init__(self, backend: Runtime, settings: ServerSettings, on_strategy: Callable[[str], None] | None = None):
         self.backend = backend
         self.settings = settings
         self.on_strategy = on_strategy or (lambda s: None)
@@ -126,42 +91,39 @@ class Engine:
             self.running -= 1
             self._slots.release()
 
-    async def events(self, job: Job) -> AsyncIterator[Event]:
-        """Run `job` on a worker thread and yield its events as they happen: `("step", event)` with the
-        content `delta` it adds, then `("reply", Reply)`. A stop sequence ends the run on the worker
-        itself, so no step is written past it; leaving the loop early (or being cancelled) stops it
-        at its next node."""
+    def reply(self, job: Job) -> Reply:
+        """An empty reply for `job`, for `events` to fill."""
+        return Reply(self.backend.library.step_delimiter, job.stops)
+
+    async def events(self, job: Job, reply: Reply) -> AsyncIterator[tuple[StepWritten, str]]:
+        """Run `job` on a worker thread, building `reply` there (`Reply.follow`), and yield each step with the
+        content delta it adds as it happens; `reply` is complete once the loop ends. A stop sequence ends the
+        run on the worker itself, so no step is written past it; leaving the loop early (or being cancelled)
+        stops it at its next node."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         cancel = threading.Event()
         self._cancels.add(cancel)
 
         def work() -> None:
-            reply = Reply(self.backend.library.step_delimiter, job.stops)
             try:
-                events = run_job(self.backend, job, cancel)
-                for kind, event in events:
-                    if kind == "done":
-                        reply.done = event
-                        continue
-                    loop.call_soon_threadsafe(queue.put_nowait, ("step", {**event, "delta": reply.add(event)}))
-                    if reply.stopped:
-                        events.close()
-                        break
-                loop.call_soon_threadsafe(queue.put_nowait, ("reply", reply))
+                inputs = {"question": job.question, "history": job.history, "sampling": job.sampling, "budget": job.budget}
+                events = run_events(self.backend.graph, self.backend.reasoner, inputs, injection=job.injection, max_tokens=job.max_tokens, cancel=cancel)
+                for step, delta in reply.follow(events):
+                    loop.call_soon_threadsafe(queue.put_nowait, (step, delta))
             except BaseException as e:  # noqa: BLE001 - re-raised on the event loop below
-                loop.call_soon_threadsafe(queue.put_nowait, ("error", e))
+                loop.call_soon_threadsafe(queue.put_nowait, e)
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, None)
 
         self._pool.submit(work)
         try:
-            while (event := await queue.get()) is not None:
-                if event[0] == "error":
-                    raise event[1]
-                if event[0] == "step" and event[1]["strategy"]:
-                    self.on_strategy(event[1]["strategy"])
-                yield event
+            while (item := await queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                if item[0].strategy:
+                    self.on_strategy(item[0].strategy)
+                yield item
         finally:
             cancel.set()
             self._cancels.discard(cancel)

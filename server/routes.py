@@ -78,11 +78,11 @@ def jobs_for(req: ChatCompletionRequest, settings: ServerSettings) -> list[Job]:
         raise APIError(404, f"the model {req.model!r} does not exist; this server serves {settings.model_name!r}", "not_found_error", "model", "model_not_found")
     if req.n > settings.max_n:
         raise APIError(400, f"n is {req.n}, over this server's cap of {settings.max_n}; ask for fewer choices", param="n")
-    max_tokens = req.token_limit() or settings.max_tokens
-    if max_tokens > settings.max_tokens:
-        raise APIError(400, f"max_tokens is {max_tokens}, over this server's cap of {settings.max_tokens}", param="max_tokens")
-    if req.max_steps is not None and req.max_steps > settings.max_steps:
-        raise APIError(400, f"max_steps is {req.max_steps}, over this server's cap of {settings.max_steps}", param="max_steps")
+    max_tokens = req.token_limit() or settings.max_total_tokens
+    if max_tokens > settings.max_total_tokens:
+        raise APIError(400, f"max_tokens is {max_tokens}, over this server's cap of {settings.max_total_tokens}", param="max_tokens")
+    if req.max_steps is not None and req.max_steps > settings.max_reasoning_steps:
+        raise APIError(400, f"max_steps is {req.max_steps}, over this server's cap of {settings.max_reasoning_steps}", param="max_steps")
     sampling = {k: v for k, v in (("temperature", req.temperature), ("top_p", req.top_p)) if v is not None}
     jobs = []
     for i in range(req.n):
@@ -108,15 +108,15 @@ def history_turn(m: ChatMessage) -> dict:
 
 
 async def run_reply(engine: Engine, job: Job) -> Reply:
-    async for kind, event in engine.events(job):
-        if kind == "reply":
-            return event
-    raise RuntimeError("a run ended without a reply")
+    reply = engine.reply(job)
+    async for _ in engine.events(job, reply):
+        pass
+    return reply
 
 
 def total_usage(replies: list[Reply]) -> Usage:
-    prompt = sum((r.done or {}).get("prompt_tokens", 0) for r in replies)
-    completion = sum((r.done or {}).get("completion_tokens", 0) for r in replies)
+    prompt = sum(r.done.prompt_tokens for r in replies if r.done)
+    completion = sum(r.done.completion_tokens for r in replies if r.done)
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
@@ -213,15 +213,13 @@ async def stream_chunks(engine: Engine, jobs: list[Job], body: ChatCompletionReq
     replies: list[Reply | None] = [None] * len(jobs)
 
     async def pump(i: int) -> None:
-        async for kind, event in engine.events(jobs[i]):
-            if kind == "step" and not event["delta"]:
+        replies[i] = reply = engine.reply(jobs[i])
+        async for step, delta in engine.events(jobs[i], reply):
+            if not delta:
                 continue  # a step that a stop sequence cut to nothing sends no chunk
-            if kind == "step":
-                trace_delta = DeltaTrace(step=event["step"], strategy=event["strategy"], forced=event["forced"])
-                await queue.put(chunk([ChunkChoice(index=i, delta=Delta(content=event["delta"], rsim=trace_delta))]))
-            else:
-                replies[i] = event
-        final = DeltaTrace(answer=(replies[i].done or {}).get("answer"), stop_reason=replies[i].stop_reason)
+            trace_delta = DeltaTrace(step=step.step, strategy=step.strategy, forced=step.forced)
+            await queue.put(chunk([ChunkChoice(index=i, delta=Delta(content=delta, rsim=trace_delta))]))
+        final = DeltaTrace(answer=reply.done.answer if reply.done else None, stop_reason=reply.stop_reason)
         await queue.put(chunk([ChunkChoice(index=i, delta=Delta(rsim=final), finish_reason=replies[i].finish_reason)]))
 
     try:

@@ -10,18 +10,16 @@ import time
 import httpx
 import uvicorn
 
-from rsim_graph.graph import build_graph
+from rsim_graph import Runtime, RuntimeConfig, load_runtime
 from rsim_graph.planners.simple import ScriptedPlanner
 from rsim_graph.strategies import StrategyLibrary
 from server.app import create_app
-from server.engine import Backend
 from server.settings import ServerSettings
 
 
-def fake_backend(reasoner, plan=("understand", "deep-think"), *, max_steps: int = 12, max_step_tokens: int = 32) -> Backend:
-    library = StrategyLibrary.default()
-    graph = build_graph(ScriptedPlanner(list(plan)), reasoner, library, max_steps=max_steps, max_step_tokens=max_step_tokens)
-    return Backend(graph, reasoner, library)
+def fake_backend(reasoner, plan=("understand", "deep-think"), *, max_steps: int = 12, max_step_tokens: int = 32) -> Runtime:
+    config = RuntimeConfig(max_reasoning_steps=max_steps, max_step_tokens=max_step_tokens)
+    return load_runtime(config, planner=ScriptedPlanner(list(plan)), reasoner=reasoner, library=StrategyLibrary.default())
 
 
 def free_port() -> int:

@@ -163,12 +163,3 @@ def test_checkpointer_threads_keep_each_question_apart(reasoner):
     assert any(h.values.get("answer") == "5" for h in history)  # the first question stays in the thread
     other = graph.invoke({"question": "What is 1+1?"}, {"configurable": {"thread_id": "t2"}})
     assert len(other["steps"]) == 2
-
-
-def test_custom_stream_mode_emits_step_events(reasoner):
-    graph = build_graph(ScriptedPlanner(["understand"]), reasoner)
-    events = list(graph.stream({"question": "What is 2+3?"}, stream_mode="custom"))
-    assert [(e["event"], e.get("strategy")) for e in events] == [
-        ("strategy", "understand"), ("step", "understand"), ("strategy", "terminate"), ("step", "terminate"), ("answer", None)
-    ]
-    assert events[1]["text"] == "Known: 2 and 3." and events[-1]["answer"] == "5"

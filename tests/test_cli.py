@@ -21,14 +21,24 @@ def test_solve_json_with_a_local_model(capsys, tiny_lm_dir):
     assert set(data) == {"answer", "steps", "stop_reason", "usage"}
     assert [s["strategy"] for s in data["steps"]] == ["understand", "validate", "terminate"]
     assert data["stop_reason"] == "terminate" and data["usage"]["steps"] == 3
-    assert 0 < data["usage"]["reasoner_tokens"] <= 24
+    assert 0 < data["usage"]["completion_tokens"] <= 24 and data["usage"]["prompt_tokens"] > 0
 
 
 def test_solve_text_output_annotates_each_step(capsys, tiny_lm_dir):
-    code, out, _ = run(capsys, "What is 2+3?", "--reasoner", str(tiny_lm_dir), "--planner", "random", "--max_steps", "3", "--max_step_tokens", "4")
+    code, out, _ = run(capsys, "What is 2+3?", "--reasoner", str(tiny_lm_dir), "--planner", "random", "--max_reasoning_steps", "3", "--max_step_tokens", "4")
     assert code == 0
     lines = out.strip().splitlines()
     assert lines[-1].startswith("answer: ") and any(line.startswith("[terminate] ") for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"), [("--max_steps", "--max_reasoning_steps"), ("--api_key", "--reasoner_api_key"), ("--greedy_planner", "greedy by default")]
+)
+def test_a_renamed_flag_names_its_new_name(capsys, old, new):
+    with pytest.raises(SystemExit) as e:
+        main(["solve", "q", old, "3"] if old != "--greedy_planner" else ["solve", "q", old])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and new in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,13 @@ import pytest
 from conftest import OpenAIHandler, ScriptedReasoner
 
 from evals.__main__ import main
-from evals.methods import PS_PLUS_PROMPT, ZERO_COT_PROMPT, resolve
-from evals.runner import evaluate, read_done
+from rsim_graph import loading
 from rsim_graph.code_exec import run_program
+from rsim_graph.errors import CheckpointError
+from rsim_graph.evaluation import evaluate, read_done
 from rsim_graph.loading import BUNDLED_PLANNER
-from rsim_graph.tasks.benchmarks import load_problems
+from rsim_graph.methods import PS_PLUS_PROMPT, ZERO_COT_PROMPT, resolve
+from rsim_graph.tasks.registry import load_task
 
 needs_bundled = pytest.mark.skipif(not (BUNDLED_PLANNER / "planner.json").is_file(), reason="bundled models not built")
 
@@ -42,7 +44,7 @@ def test_default_comparison_writes_tables_records_and_plots(tmp_path, capsys):
 
 
 def test_resume_skips_recorded_problems(tmp_path, library):
-    problems = load_problems("custom", data_file=write_jsonl(tmp_path / "d.jsonl", [{"question": f"q{i}", "answer": "42"} for i in range(6)]), answer_type="numeric")
+    problems = load_task("custom", data_file=write_jsonl(tmp_path / "d.jsonl", [{"question": f"q{i}", "answer": "42"} for i in range(6)]), answer_type="numeric")
     path = tmp_path / "rec.jsonl"
     reasoner = ScriptedReasoner(answer="42")
     summary, _ = evaluate("none", problems, reasoner, library, records_path=path)
@@ -57,7 +59,7 @@ def test_resume_skips_recorded_problems(tmp_path, library):
 
 def test_custom_fields_and_a_bad_row(tmp_path, library):
     f = write_jsonl(tmp_path / "mine.jsonl", [{"prompt": "2+3?", "target": 5}, {"prompt": "", "target": 1}, {"prompt": "1+1?", "target": "2"}])
-    problems = load_problems("custom", data_file=f, question_field="prompt", answer_field="target", answer_type="numeric")
+    problems = load_task("custom", data_file=f, question_field="prompt", answer_field="target", answer_type="numeric")
     summary, records = evaluate("zero-cot", problems, ScriptedReasoner(answer="5"), library)
     assert [r["correct"] for r in records] == [True, False, False]
     assert summary.errors == 1 and "has no 'prompt'" in records[1]["error"]
@@ -65,16 +67,16 @@ def test_custom_fields_and_a_bad_row(tmp_path, library):
 
 def test_benchmark_formats_from_local_files(tmp_path):
     gsm = write_jsonl(tmp_path / "g.jsonl", [{"question": "q", "answer": "2 * 3 = <<2*3=6>>6\n#### 1,006"}])
-    assert load_problems("gsm8k", data_file=gsm)[0].answer == "1006"
+    assert load_task("gsm8k", data_file=gsm)[0].answer == "1006"
     mmlu = write_jsonl(tmp_path / "m.jsonl", [{"question": "Pick", "options": ["x", "y", "z"], "answer": "C", "answer_index": 2}])
-    p = load_problems("mmlu_pro", data_file=mmlu)[0]
+    p = load_task("mmlu_pro", data_file=mmlu)[0]
     assert p.question == "Pick\n(A) x\n(B) y\n(C) z" and p.grade_output("(C)", "") and not p.grade_output("B", "")
     assert p.grade_output(None, "z fits, so the answer is (C).") and not p.grade_output(None, "no idea")
 
 
 def test_code_is_graded_by_running_the_tests(tmp_path):
     row = {"task_id": "t/0", "prompt": "def add(a, b):\n", "canonical_solution": "    return a + b\n", "test": "def check(f):\n    assert f(2, 3) == 5\n", "entry_point": "add"}
-    p = load_problems("humaneval", data_file=write_jsonl(tmp_path / "h.jsonl", [row]))[0]
+    p = load_task("humaneval", data_file=write_jsonl(tmp_path / "h.jsonl", [row]))[0]
     assert p.grade_output(None, "```python\ndef add(a, b):\n    return a + b\n```")
     assert p.grade_output(None, "    return a + b\n")  # a body completing the prompt
     assert not p.grade_output(None, "```python\ndef add(a, b):\n    return a - b\n```")
@@ -129,8 +131,10 @@ def test_methods_by_prompt_style():
         (["--task", "gsm8k", "--data_file", "/nonexistent.jsonl"], "does not exist"),
         (["--task", "nope"], "unknown task 'nope'"),
         (["--method", "magic"], "unknown method 'magic'"),
-        (["--task", "custom", "--data_file", "{f}"], "needs --data_file and --answer_type"),
+        (["--task", "custom"], "--task custom needs --data_file"),
+        (["--data_file", "{f}"], "no field 'question'"),  # a data file alone is a custom task with the default fields
         (["--task", "custom", "--data_file", "{f}", "--answer_type", "numeric", "--question_field", "q"], "no field 'q'"),
+        (["--task", "arith", "--data_file", "{f}"], "--data_file does not apply to arith"),
         (["--task", "math500", "--data_file", "{bad}"], "is not valid JSON"),
         (["--reasoner_base_url", "http://127.0.0.1:9/v1", "--reasoner_model", "m"], "cannot reach the reasoner"),
     ],
@@ -180,6 +184,38 @@ def test_a_killed_run_resumes(tmp_path):
     assert after[: len(before)] == before  # kept, not redone
     assert sorted(json.loads(line)["index"] for line in after) == list(range(192))
     assert json.loads((tmp_path / "summary.json").read_text())["tasks"]["arith"]["random-planner"]["n"] == 192
+
+
+def test_a_data_file_alone_is_a_custom_task_graded_by_math_verify(tmp_path, openai_server):
+    # The fake endpoint boxes 5: a GSM8K-style gold and an equal LaTeX gold are right, 6 is wrong.
+    rows = [{"question": "a?", "answer": "2 + 3 = 5\n#### 5"}, {"question": "b?", "answer": "\\frac{10}{2}"}, {"question": "c?", "answer": "6"}]
+    f = write_jsonl(tmp_path / "q.jsonl", rows)
+    argv = ["--data_file", str(f), "--method", "none", "--reasoner_base_url", openai_server, "--reasoner_model", "fake",
+            "--output_dir", str(tmp_path / "o"), "--no_progress"]
+    assert main(argv) == 0
+    rows = json.loads((tmp_path / "o" / "summary.json").read_text())["tasks"]
+    assert list(rows) == ["custom"] and rows["custom"]["none"]["accuracy"] == pytest.approx(2 / 3)
+    records = [json.loads(line) for line in (tmp_path / "o" / "records" / "custom__none.jsonl").read_text().splitlines()]
+    assert [(r["gold"], r["correct"]) for r in records] == [("5", True), ("\\frac{10}{2}", True), ("6", False)]
+
+
+def test_rsim_without_the_bundled_planner_is_an_error_not_the_heuristic(tmp_path, monkeypatch, capsys, library):
+    monkeypatch.setattr(loading, "BUNDLED_PLANNER", tmp_path / "missing")
+    with pytest.raises(CheckpointError, match=r"bundled planner is missing .*python -m trainers\.marl.*--planner heuristic"):
+        resolve("rsim")
+    with pytest.raises(CheckpointError, match="bundled planner is missing"):
+        loading.load_planner(None, library)
+    assert resolve("rsim", planner_dir="heuristic").planner == "heuristic"  # what the message says to pass works
+    assert main(["--method", "rsim", "--output_dir", str(tmp_path / "out"), "--no_progress", "--limit", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the bundled planner is missing") and err.count("\n") == 1, err
+
+
+def test_the_training_benchmark_points_to_trainers(capsys):
+    from evals.bench import main as bench
+
+    assert bench(["train", "--steps", "3"]) == 2
+    assert capsys.readouterr().err == "error: the training benchmark moved to trainers; run `python -m trainers.bench --steps 3`\n"
 
 
 def test_reasoner_mode_turns_sends_each_strategy_as_a_user_turn(tmp_path, openai_server):

@@ -1,5 +1,5 @@
 """The grader accepts every gold answer of the real test sets, written in `\\boxed{}` and in each
-dataset's own format, read through the same task loaders the evaluation uses. Skips without ../shared/data."""
+dataset's own format, read through the task registry that training and the evaluation share. Skips without ../shared/data."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rsim_graph.grading import extract_answer, math_equal
-from rsim_graph.tasks.benchmarks import load_problems
+from rsim_graph.tasks.registry import load_task
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is absent")
@@ -26,7 +26,7 @@ SETS = {
 def test_grader_accepts_every_gold_answer(task):
     file, expected, own_field = SETS[task]
     rows = [json.loads(line) for line in (DATA / file).read_text().splitlines() if line.strip()]
-    problems = load_problems(task, data_file=DATA / file)
+    problems = load_task(task, data_file=DATA / file)
     assert len(problems) == len(rows) == expected
     rejected = []
     for row, p in zip(rows, problems, strict=True):
@@ -43,5 +43,20 @@ def test_grader_accepts_every_gold_answer(task):
 def test_gold_answers_are_not_trivially_accepted():
     # The same grader rejects a wrong answer for each set (the test above could not pass by accepting anything).
     for task, (file, _, _) in SETS.items():
-        p = load_problems(task, data_file=DATA / file, limit=1)[0]
+        p = load_task(task, data_file=DATA / file, limit=1)[0]
         assert not p.grade_output("123456789", "\\boxed{123456789}"), task
+
+
+def test_training_reads_the_same_gold_answers_as_the_evaluation():
+    # `--task gsm8k --data_file gsm8k_train.jsonl` in the trainers: the registry's rows, as `prompt`/`solution` columns.
+    from trainers.common import TaskArguments
+    from trainers.data import task_dataset
+
+    file = DATA / "gsm8k_train.jsonl"
+    if not file.is_file():
+        pytest.skip(f"{file} is absent")
+    data = task_dataset(TaskArguments(task="gsm8k", data_file=str(file)))
+    problems = load_task("gsm8k", data_file=file)
+    assert len(data) == len(problems) == 7473
+    assert data["solution"] == [p.answer for p in problems] and data["prompt"] == [p.question for p in problems]
+    assert not any("####" in s or "," in s for s in data["solution"])  # GSM8K's `#### 1,234` reduced to 1234

@@ -1,13 +1,19 @@
+import re
+from pathlib import Path
+
 import pytest
 from conftest import ScriptedReasoner
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
 
 from rsim_graph.errors import InputError, PlannerError, ReasonerError
+from rsim_graph.events import Finished, StepWritten, StrategyChosen
 from rsim_graph.graph import NODES_PER_STEP, build_graph, run_batch
 from rsim_graph.planners.base import PlannerChoice
 from rsim_graph.planners.simple import RandomPlanner, ScriptedPlanner
 from rsim_graph.reasoners.base import StepOutput
+from rsim_graph.runs import graph_events
 from rsim_graph.state import build_completion, completion_text
 from rsim_graph.strategies import Strategy
 
@@ -54,7 +60,7 @@ def test_a_runs_token_budget_is_a_cap_even_below_one_step(cap):
 
 def test_recursion_limit_comes_from_max_steps():
     g = build_graph(RandomPlanner(0), ScriptedReasoner(), max_steps=7)
-    assert g.config["recursion_limit"] == NODES_PER_STEP * 7 + 1
+    assert g.config["recursion_limit"] == NODES_PER_STEP * 7 + 2  # start, and one spare
     for seed in range(20):  # a random planner never hits the limit: budgets end every run first
         out = build_graph(RandomPlanner(seed), ScriptedReasoner(), max_steps=3).invoke({"question": "q"})
         assert len(out["steps"]) <= 3 and out["answer"] == "42"
@@ -67,13 +73,14 @@ def test_run_batch_keeps_the_recursion_limit_for_long_runs():
     assert all(o["stop_reason"] == "max_steps" for o in outs)
 
 
-def test_stream_custom_emits_strategy_and_step_events():
+def test_the_custom_stream_and_runs_emit_the_same_events():
     g = build_graph(ScriptedPlanner(["decompose"]), ScriptedReasoner(texts={"decompose": "parts: a, b"}))
     events = list(g.stream({"question": "q"}, stream_mode="custom"))
-    assert [(e["event"], e.get("strategy")) for e in events] == [
-        ("strategy", "decompose"), ("step", "decompose"), ("strategy", "terminate"), ("step", "terminate"), ("answer", None)
-    ]
-    assert events[1]["text"] == "parts: a, b" and events[-1]["stop_reason"] == "terminate"
+    assert [type(e) for e in events] == [StrategyChosen, StepWritten, StrategyChosen, StepWritten, Finished]
+    assert [e.strategy for e in events[:4]] == ["decompose", "decompose", "terminate", "terminate"]
+    assert events[1].text == "parts: a, b" and events[-1].stop_reason == "terminate" and not events[-1].length
+    assert events[-1].completion_tokens > 0
+    assert list(graph_events(g, {"question": "q"}, ScriptedReasoner())) == events  # one vocabulary, from either stream
 
 
 def test_custom_ten_strategy_library_runs(library):
@@ -146,11 +153,19 @@ def test_graph_works_as_a_subgraph_node():
     assert g.compile().invoke({"question": "q"})["answer"] == "5"
 
 
-def test_mermaid_drawing_is_exact():
-    drawing = build_graph(RandomPlanner(0), ScriptedReasoner()).get_graph().draw_mermaid()
-    for edge in ["__start__ --> plan;", "plan --> inject;", "inject --> reason;", "reason --> check;", "check -.-> plan;", "check -.-> __end__;"]:
-        assert edge in drawing
-    assert drawing.count("-->") + drawing.count("-.->") == 6
+def test_mermaid_drawing_is_exact_and_the_readme_shows_it():
+    drawings = {
+        build_graph(RandomPlanner(0), ScriptedReasoner(), **options).get_graph().draw_mermaid()
+        for options in ({}, {"injection": "system", "max_steps": 3}, {"checkpointer": InMemorySaver()})
+    }
+    assert len(drawings) == 1  # options change no node or edge
+    drawing = drawings.pop()
+    edges = ["__start__ --> start;", "start --> plan;", "plan --> inject;", "inject --> reason;", "reason --> check;", "check -.-> plan;", "check -.-> __end__;"]
+    assert all(edge in drawing for edge in edges)
+    assert drawing.count("-->") + drawing.count("-.->") == len(edges)
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    shown = re.search(r"```mermaid\n(.*?)```", readme, re.S)
+    assert shown and shown.group(1).strip() == drawing.strip(), "README's graph drawing is stale: paste draw_mermaid()'s output"
 
 
 def test_a_verbatim_repeat_ends_the_run():

@@ -21,7 +21,7 @@ from rsim_graph.tasks.arith import arith_world, parse_question
 from rsim_graph.tiny import tiny_config
 from tests.conftest import ScriptedReasoner
 from trainers.common import apply_lora
-from trainers.data import load_task
+from trainers.data import arith_dataset
 
 
 @pytest.fixture
@@ -101,7 +101,7 @@ def test_arith_easy_is_small_numbers_and_trains_and_evaluates():
         assert all(o in "+-" and n < 10 for o, n in ops)
     words = sum(p.question.startswith("Start with") for p in problems)
     assert 60 < words < 140  # about half word problems
-    train = load_task("arith-easy", n=2000)
+    train = arith_dataset(2000, task="arith-easy")
     assert set(train["prompt"]).isdisjoint(p.question for p in problems)  # a small space: the splits are kept apart by hash
     assert len(train) == 2000 and train[0]["solution"] == arith_world("arith-easy", split="train").problem(0).answer
     with pytest.raises(InputError, match="choose from arith, arith-easy"):

@@ -177,3 +177,38 @@ def test_marl_with_lora_reasoner_and_head_only_planner_saves_the_trainable_parts
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert json.loads((tmp_path / "results.json").read_text())["steps"] == 3
+
+
+def test_the_trainers_task_flags_reach_the_registry(tmp_path, monkeypatch):
+    import json
+
+    import datasets
+    from transformers import HfArgumentParser
+
+    from trainers.common import TaskArguments
+    from trainers.data import task_dataset
+
+    f = tmp_path / "g.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in [{"question": "q", "answer": "2 * 503 = 1006\n#### 1,006"}, {"question": "", "answer": "1"}]))
+    (args,) = HfArgumentParser(TaskArguments).parse_args_into_dataclasses(["--task", "gsm8k", "--data_file", str(f)])
+    data = task_dataset(args)
+    assert data.column_names == ["prompt", "solution"] and data.to_list() == [{"prompt": "q", "solution": "1006"}]  # the bad row left out
+
+    calls = []
+
+    def hub(path, name=None, *, split):  # the hub, offline
+        calls.append((path, name, split))
+        return datasets.Dataset.from_list([{"question": f"q{i}", "answer": f"#### {i}"} for i in range(4)])
+
+    monkeypatch.setattr(datasets, "load_dataset", hub)
+    (args,) = HfArgumentParser(TaskArguments).parse_args_into_dataclasses(["--task", "gsm8k"])
+    assert len(task_dataset(args, n=3)) == 3 and calls == [("openai/gsm8k", "main", "train")]  # training reads the train split
+    (args,) = HfArgumentParser(TaskArguments).parse_args_into_dataclasses(["--task", "me/set", "--dataset_config", "v2", "--dataset_split", "dev"])
+    assert task_dataset(args)["solution"] == ["0", "1", "2", "3"] and calls[-1] == ("me/set", "v2", "dev")
+
+
+def test_the_training_benchmark_keeps_its_flags():
+    from trainers.bench import parse_args
+
+    args = parse_args(["--steps", "3"])
+    assert (args.steps, args.batch, args.generations, args.max_tokens, args.threads) == (3, 16, 8, 512, 2)

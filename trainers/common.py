@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import TrainerCallback
 
+from rsim_graph.evaluation import evaluate
 from rsim_graph.loading import BUNDLED_REASONER, bundled
 from rsim_graph.reasoners.hf import HFReasoner, load_causal_lm
 from rsim_graph.strategies import StrategyLibrary
@@ -23,10 +24,15 @@ logger = logging.getLogger(__name__)
 class TaskArguments:
     """What to train on and how to evaluate afterwards."""
 
-    task: str = field(default="arith", metadata={"help": "An ArithWorld task ('arith', 'arith-easy'), a JSON Lines file, or a Hugging Face dataset id."})
-    dataset_split: str = field(default="train", metadata={"help": "Split of a hub dataset."})
-    question_field: str = field(default="question", metadata={"help": "Field holding the question."})
-    answer_field: str = field(default="answer", metadata={"help": "Field holding the gold answer."})
+    task: str = field(
+        default="arith",
+        metadata={"help": "An ArithWorld task ('arith', 'arith-easy'), a benchmark ('gsm8k', 'math500', ...), a JSON Lines file, or a Hugging Face dataset id."},
+    )
+    data_file: str | None = field(default=None, metadata={"help": "A local JSON Lines copy of the task (a benchmark keeps its fields and answer format)."})
+    dataset_split: str = field(default="train", metadata={"help": "Split of the task: ArithWorld's train or test, or the hub dataset's."})
+    dataset_config: str | None = field(default=None, metadata={"help": "Config of a hub dataset (default: a benchmark's own, such as GSM8K's 'main')."})
+    question_field: str | None = field(default=None, metadata={"help": "Field holding the question (default: the benchmark's own, or 'question')."})
+    answer_field: str | None = field(default=None, metadata={"help": "Field holding the gold answer (default: the benchmark's own, or 'answer')."})
     train_size: int = field(default=20_000, metadata={"help": "Training problems (0: the whole dataset)."})
     eval_limit: int = field(default=200, metadata={"help": "Held-out ArithWorld problems for the before/after table (0: skip)."})
     max_train_seconds: float | None = field(default=None, metadata={"help": "Stop training after this many seconds."})
@@ -84,9 +90,7 @@ class TimeBudget(TrainerCallback):
 
 
 def evaluate_arith(methods: dict[str, str], model, tokenizer, library: StrategyLibrary, limit: int, *, reasoner=None) -> dict[str, dict]:
-    """Greedy accuracy of each `{label: method}` on `limit` held-out ArithWorld problems (evals' runner)."""
-    from evals.runner import evaluate
-
+    """Greedy accuracy of each `{label: method}` on `limit` held-out ArithWorld problems (the evals' `evaluate`)."""
     was_training = model.training if model is not None else False
     reasoner = reasoner or HFReasoner(model.eval(), tokenizer, temperature=0.0)
     problems = ArithWorld(split="test", seed=0).problems(limit)

@@ -29,7 +29,7 @@ from trainers.common import (
     evaluate_arith,
     load_model,
 )
-from trainers.data import load_task
+from trainers.data import task_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +46,7 @@ def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args
     set_seed(training_args.seed)
     tokenizer, model = load_model(model_args.model_name_or_path, model_args.dtype, model_args.attn_implementation)
     model = apply_lora(model, model_args, script_args.lora_last_layers)
-    dataset = load_task(
-        script_args.task, n=script_args.train_size, seed=training_args.seed, split=script_args.dataset_split,
-        question_field=script_args.question_field, answer_field=script_args.answer_field,
-    )
+    dataset = task_dataset(script_args, n=script_args.train_size, seed=training_args.seed)
     system = [{"role": "system", "content": script_args.system_prompt}] if script_args.system_prompt else []
     dataset = dataset.map(lambda row: {"prompt": [*system, {"role": "user", "content": row["prompt"]}]})
     trainer = GRPOTrainer(

@@ -30,7 +30,7 @@ from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, SFTConfig
 
-from rsim_graph.loading import ASSETS, BUNDLED_REASONER, BUNDLED_REASONER_B, bundled
+from rsim_graph.loading import ASSETS, BUNDLED_REASONER, BUNDLED_REASONER_B, bundled, resolve_injection
 from rsim_graph.planners.policy import PolicyPlanner
 from rsim_graph.strategies import load_strategies
 from trainers.cli import run_script
@@ -41,7 +41,7 @@ from trainers.common import (
     evaluate_arith,
     load_model,
 )
-from trainers.data import load_task
+from trainers.data import task_dataset
 from trainers.marl_config import MARLConfig
 from trainers.marl_trainer import MARLTrainer, check_checkpoint
 from rsim_graph.tasks.base import Problem
@@ -148,10 +148,9 @@ def main(script_args: MARLScriptArguments, training_args: MARLConfig, model_args
     planner = load_starting_planner(script_args, library, training_args.seed)
     tokenizer, model = load_model(model_args.model_name_or_path, model_args.dtype, model_args.attn_implementation)
     model = apply_lora(model, model_args, script_args.lora_last_layers)
-    data = load_task(  # train_size 0 means the whole set; validation rows come off its end either way
-        script_args.task, n=script_args.train_size and script_args.train_size + script_args.validation_size, seed=training_args.seed,
-        split=script_args.dataset_split, question_field=script_args.question_field, answer_field=script_args.answer_field,
-    )
+    training_args.injection = resolve_injection(training_args.injection, model_args.model_name_or_path, None, tokenizer)  # the warm-up's too
+    # train_size 0 means the whole set; validation rows come off its end either way
+    data = task_dataset(script_args, n=script_args.train_size and script_args.train_size + script_args.validation_size, seed=training_args.seed)
     if script_args.validation_size >= len(data):
         raise ValueError(f"validation_size={script_args.validation_size} leaves no training problems in {len(data)}; lower it or add data")
     held = data.select(range(len(data) - script_args.validation_size, len(data)))  # the last rows: never trained on

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from rsim_graph.config import runtime_field
 from rsim_graph.strategies import INJECTIONS
 
 
@@ -46,17 +47,21 @@ class MARLConfig(GRPOConfig):
         max_reasoning_steps (`int`, *optional*, defaults to `12`):
             Steps per trajectory in rollouts (the graph's `max_steps`). The tokens the reasoner writes in a
             trajectory are bounded by `max_completion_length`; injected strategy prompts come on top.
-        max_step_tokens (`int`, *optional*, defaults to `96`):
+        max_step_tokens (`int`, *optional*, defaults to `256`):
             Reasoner tokens per step in rollouts.
+        max_completion_length (`int`, *optional*, defaults to `2048`):
+            TRL's field, here the runtime's `max_total_tokens`: reasoner tokens per trajectory.
         planner_reward_weights (`list[float]`, *optional*, defaults to `[1.0, 1.0, 1.0]`):
             Weights of R_acc, R_penalty and R_terminal in the planner's reward (the paper sums them).
         repeat_terminal_reward (`float`, *optional*, defaults to `-1.0`):
             R_terminal of a run that the graph ended because the reasoner repeated a step verbatim (forced, like a
             budget's end, by default; `rsim_graph.rewards.terminal_reward`).
-        injection (`str`, *optional*, defaults to `"prefill"`):
+        injection (`str`, *optional*, defaults to `"auto"`):
             How the reasoner sees a strategy in rollouts, validation and the warm-up: `prefill` (the paper's),
             `system` (plus a system message stating the step protocol) or `headers` (README: Injection
-            formats). The token ids the loss reads are the ones the graph built, so any choice trains exactly.
+            formats); `auto` as in the runtime (prefill for the bundled tiny models, system for others), resolved
+            by the trainer from the reasoner it is given. The token ids the loss reads are the ones the graph
+            built, so any choice trains exactly.
         planner_gradient_checkpointing (`bool`, *optional*, defaults to `False`):
             Recompute the planner backbone's activations in its loss pass (for large planners).
         log_update_norms (`bool`, *optional*, defaults to `False`):
@@ -73,16 +78,19 @@ class MARLConfig(GRPOConfig):
     planner_epsilon: float = field(default=0.2, metadata={"help": "Clipping range of the planner's ratio."})
     planner_beta: float = field(default=0.0, metadata={"help": "KL coefficient of the planner (0 disables it)."})
     planner_entropy_coef: float = field(default=0.0, metadata={"help": "Entropy bonus of the planner."})
-    max_reasoning_steps: int = field(default=12, metadata={"help": "Steps per trajectory in rollouts."})
-    max_step_tokens: int = field(default=96, metadata={"help": "Reasoner tokens per step in rollouts."})
+    # The runtime's flags, as solve, the server and evals take them (`rsim_graph.config.RuntimeConfig`).
+    max_reasoning_steps: int = runtime_field("max_reasoning_steps")
+    max_step_tokens: int = runtime_field("max_step_tokens")
+    injection: str = runtime_field("injection")
+    # TRL's name for the runtime's --max_total_tokens; its default here is the runtime's (TRL's own is 256).
+    max_completion_length: int | None = field(
+        default=2048, metadata={"help": "Reasoner tokens per trajectory in rollouts, all steps together (the runtime's --max_total_tokens)."}
+    )
     planner_reward_weights: list[float] = field(
         default_factory=lambda: [1.0, 1.0, 1.0], metadata={"help": "Weights of R_acc, R_penalty, R_terminal (paper: 1, 1, 1)."}
     )
     repeat_terminal_reward: float = field(
         default=-1.0, metadata={"help": "R_terminal of a run ended by a verbatim repeat (default -1, as any forced end)."}
-    )
-    injection: str = field(
-        default="prefill", metadata={"help": f"How the reasoner sees a strategy in rollouts: one of {', '.join(INJECTIONS)}."}
     )
 
     planner_gradient_checkpointing: bool = field(
@@ -123,11 +131,8 @@ class MARLConfig(GRPOConfig):
                 "the tokens a whole trajectory may write, so the planner would never choose; "
                 "lower max_step_tokens or raise max_completion_length"
             )
-        if self.injection not in INJECTIONS:
-            raise ValueError(
-                f"injection={self.injection!r} is not a choice; use one of {', '.join(INJECTIONS)} "
-                "(the trainer needs the format itself: 'auto' is resolved by the solve, server and evals commands only)"
-            )
+        if self.injection not in ("auto", *INJECTIONS):
+            raise ValueError(f"injection={self.injection!r} is not a choice; use auto or one of {', '.join(INJECTIONS)}")
         if len(self.planner_reward_weights) != 3:
             raise ValueError(
                 f"planner_reward_weights has {len(self.planner_reward_weights)} values; give three, "
@@ -142,7 +147,3 @@ class MARLConfig(GRPOConfig):
         if self.stage2_start_step is not None:
             return self.stage2_start_step
         return max_steps // 2
-
-    def lambda_at(self, step: int, stage2_step: int) -> float:
-        """λ for optimizer step `step` (0-based) when stage 2 starts at `stage2_step`."""
-        return self.lambda_stage2 if step >= stage2_step else self.lambda_stage1

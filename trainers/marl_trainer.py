@@ -20,6 +20,7 @@ from rsim_graph.planners.policy import PolicyPlanner
 from rsim_graph.reasoners.hf import HFReasoner
 from rsim_graph.rewards import planner_reward_funcs, reasoner_reward_funcs
 from rsim_graph.strategies import StrategyLibrary
+from rsim_graph.loading import resolve_injection
 from trainers.marl_config import MARLConfig
 from trainers.rollout import GraphRollout
 
@@ -108,6 +109,7 @@ class MARLTrainer(GRPOTrainer):
             )
         self.planner = planner
         self.library: StrategyLibrary = planner.library
+        args.injection = resolve_injection(args.injection, getattr(model, "name_or_path", None), None, processing_class)
         rollout = GraphRollout(
             planner,
             self.library,
@@ -152,14 +154,15 @@ class MARLTrainer(GRPOTrainer):
             return self.saved_stage2_step
         return self.args.stage2_step(self.state.max_steps)
 
-    def stage(self) -> int:
-        return 2 if self.state.global_step >= self.stage2_step() else 1
+    def stage(self, step: int | None = None) -> int:
+        """The stage of optimizer step `step` (0-based; default: the current one)."""
+        return 2 if (self.state.global_step if step is None else step) >= self.stage2_step() else 1
 
-    def current_lambda(self) -> float:
-        return self.args.lambda_at(self.state.global_step, self.stage2_step())
+    def current_lambda(self, step: int | None = None) -> float:
+        return self.args.lambda_stage2 if self.stage(step) == 2 else self.args.lambda_stage1
 
     def agent_lr_scale(self, step: int, planner: bool) -> float:
-        lam = self.args.lambda_at(step, self.stage2_step())
+        lam = self.current_lambda(step)
         return lam if planner else 1.0 - lam
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):

@@ -36,7 +36,7 @@ from rsim_graph.rewards import accuracy_reward, format_reward
 from rsim_graph.strategies import StrategyLibrary, load_strategies
 from trainers.cli import run_script
 from trainers.common import TaskArguments, load_model
-from trainers.data import load_task
+from trainers.data import task_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -112,10 +112,7 @@ def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: 
     set_seed(training_args.seed)
     library = load_strategies(script_args.strategies)
     tokenizer, model = load_model(model_args.model_name_or_path, model_args.dtype, model_args.attn_implementation)
-    data = load_task(
-        script_args.task, n=script_args.train_size, seed=training_args.seed, split=script_args.dataset_split,
-        question_field=script_args.question_field, answer_field=script_args.answer_field,
-    )
+    data = task_dataset(script_args, n=script_args.train_size, seed=training_args.seed)
     planner = load_planner(script_args.planner or str(bundled(ASSETS / "planner-init")), library, seed=training_args.seed)
     sampler = HFReasoner(model.eval(), tokenizer, temperature=script_args.temperature, seed=training_args.seed)
     samples, drawn = collect_warmup(

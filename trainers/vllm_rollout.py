@@ -15,11 +15,11 @@ from accelerate.utils import broadcast_object_list, gather_object
 
 from rsim_graph.batching import MicroBatcher
 from rsim_graph.reasoners.base import StepOutput, StepRequest
-from rsim_graph.reasoners.hf import HFReasoner
+from rsim_graph.reasoners.tokens import TokenPrompts
 from rsim_graph.reasoners.vllm import VLLMReasoner
 
 
-class LockstepServerReasoner:
+class LockstepServerReasoner(TokenPrompts):
     """Steps from TRL's `VLLMClient`, generated in rounds that every process joins.
 
     Args:
@@ -34,9 +34,6 @@ class LockstepServerReasoner:
         self.temperature, self.top_p = temperature, top_p
         self.batcher = MicroBatcher(self.generate_batch, max_batch=1024)
 
-    question_ids = HFReasoner.question_ids
-    encode = HFReasoner.encode
-    context = HFReasoner.context
 
     def step(self, request: StepRequest) -> StepOutput:
         return self.batcher(request)

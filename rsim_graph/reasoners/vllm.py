@@ -11,7 +11,7 @@ import logging
 from rsim_graph.batching import MicroBatcher
 from rsim_graph.errors import ReasonerError
 from rsim_graph.reasoners.base import StepOutput, StepRequest
-from rsim_graph.reasoners.hf import HFReasoner
+from rsim_graph.reasoners.tokens import TokenPrompts
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def _import_vllm():
     return vllm
 
 
-class VLLMReasoner:
+class VLLMReasoner(TokenPrompts):
     """Steps from `vllm.LLM`.
 
     Args:
@@ -56,10 +56,6 @@ class VLLMReasoner:
         self.batcher = MicroBatcher(self.generate_batch, max_batch=256)
         return self
 
-    # Prompt building is the transformers reasoner's; only generation differs.
-    question_ids = HFReasoner.question_ids
-    encode = HFReasoner.encode
-    context = HFReasoner.context
 
     def step(self, request: StepRequest) -> StepOutput:
         return self.batcher(request)

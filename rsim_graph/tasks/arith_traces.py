@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from rsim_graph.strategies import StrategyLibrary
+from rsim_graph.strategies import DEFAULT_STEP_DELIMITER, StrategyLibrary
 from rsim_graph.tasks.arith import Op, apply, hard
 from rsim_graph.tasks.base import Problem
 
@@ -149,7 +149,7 @@ def zero_cot(problem: Problem, rng: random.Random, slip: float) -> str:
     """Plain chain of thought: every operation in one go, then the answer."""
     t = Trace(problem.meta["start"], problem.meta["ops"], slip, rng)
     steps = [t.oneshot() for _ in t.ops]
-    return "\n\n".join(steps + [f"\\boxed{{{t.value}}}"])
+    return DEFAULT_STEP_DELIMITER.join(steps + [f"\\boxed{{{t.value}}}"])
 
 
 def behaviour_policy(trace: Trace, n_steps: int, expert: bool, rng: random.Random, library: StrategyLibrary) -> str:

@@ -15,7 +15,7 @@ class Problem:
         question (`str`): what the model is asked.
         answer (`str`): the gold answer, already extracted (e.g. `"187"`); the reference solution for code.
         meta (`dict`, *optional*): task-specific data (ArithWorld keeps the operations here, HumanEval its tests).
-        kind (`str`, *optional*, defaults to `"latex"`): the answer type, `numeric`, `latex`, `choice` or `code`.
+        kind (`str`, *optional*, defaults to `"latex"`): the answer type, `numeric`, `latex`, `auto`, `choice` or `code`.
     """
 
     question: str
@@ -27,7 +27,11 @@ class Problem:
         return grade(prediction, self.answer)
 
     def grade_output(self, answer: str | None, text: str) -> bool:
-        """Grade a reply: its extracted `answer` for math and choices, its full `text` for code (pass@1)."""
+        """Grade a reply: its extracted `answer` for math and choices, its full `text` for code (pass@1).
+
+        `numeric`, `latex` and `auto` (the default of custom files and hub datasets) are all graded by math-verify
+        (`rsim_graph.grading.grade`); `choice` by the option letter; `code` by running the task's tests.
+        """
         if self.kind == "choice":
             return grade_choice(answer if answer is not None else extract_choice(text), self.answer)
         if self.kind == "code":

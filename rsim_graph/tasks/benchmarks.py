@@ -1,31 +1,29 @@
-"""The paper's benchmarks, and any JSON Lines file, as lists of `Problem`s.
+"""The paper's benchmarks: where each lives, how its rows read, and the one gold-answer normaliser.
 
-Each benchmark is read through `datasets` by its usual Hugging Face id, with its own field names.
-A local copy (for example `../shared/data/gsm8k_test.jsonl`) is read with `data_file=`, keeping the
-benchmark's field names and answer format unless they are overridden.
+Each benchmark is read through `datasets` by its usual Hugging Face id, with its own field names, or
+from a local copy (for example `../shared/data/gsm8k_test.jsonl`) keeping those field names and its
+answer format. `rsim_graph.tasks.registry.load_task` is the loader; this module only describes rows.
 
 Answer types decide how a prediction is graded (`Problem.grade_output`):
-- `numeric` and `latex`: the runtime's math-verify grader on the `\\boxed{}` answer;
+- `numeric`, `latex` and `auto` (custom files and other hub datasets): the runtime's math-verify
+  grader on the `\\boxed{}` answer;
 - `choice`: the option letter (MMLU-Pro);
 - `code`: pass@1, the task's tests run in a sandboxed subprocess (`rsim_graph.code_exec`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
-from rsim_graph.errors import InputError
 from rsim_graph.grading import extract_boxed
 from rsim_graph.tasks.base import Problem
 
 logger = logging.getLogger(__name__)
 
-AnswerType = Literal["numeric", "latex", "choice", "code"]
-ANSWER_TYPES = ("numeric", "latex", "choice", "code")
+AnswerType = Literal["numeric", "latex", "auto", "choice", "code"]  # how a prediction is graded (module docstring)
+ANSWER_TYPES = ("numeric", "latex", "auto", "choice", "code")
 LETTERS = "ABCDEFGHIJKLMNOP"
 
 
@@ -61,8 +59,12 @@ TASKS: dict[str, TaskSpec] = {
 def gold_answer(raw: object, answer_type: AnswerType) -> str:
     """The gold answer as the grader compares it: GSM8K's `#### N`, a solution's last `\\boxed{}`, or the field itself.
 
+    The one normaliser of gold answers: training and evals both read them through `load_task`, which calls this.
+
     >>> gold_answer("She makes 9 * 2 = $18.\\n#### 18", "numeric"), gold_answer("so $\\\\boxed{\\\\frac12}$", "latex")
     ('18', '\\\\frac12')
+    >>> gold_answer("1,000 + 6 = 1006\\n#### 1,006", "auto"), gold_answer(42, "auto")
+    ('1006', '42')
     """
     text = str(raw).strip()
     if answer_type == "code":
@@ -70,65 +72,6 @@ def gold_answer(raw: object, answer_type: AnswerType) -> str:
     if "####" in text:
         return text.split("####")[-1].strip().replace(",", "")
     return extract_boxed(text) or text
-
-
-def read_rows(task: str, data_file: str | Path | None, spec: TaskSpec | None) -> list[dict]:
-    if data_file is not None:
-        path = Path(data_file).expanduser()
-        if not path.is_file():
-            raise InputError(f"data file {path} does not exist; pass an existing JSON Lines file")
-        rows = []
-        for i, line in enumerate(path.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise InputError(f"{path}:{i} is not valid JSON ({e.msg}); one JSON object per line is expected") from e
-        return rows
-    if spec is None:
-        raise InputError(f"unknown task {task!r}; choose arith, {', '.join(TASKS)}, or pass --data_file")
-    from datasets import load_dataset
-
-    try:
-        ds = load_dataset(spec.hf_id, spec.hf_config, split=spec.split)
-    except Exception as e:
-        raise InputError(
-            f"cannot load {spec.hf_id} ({type(e).__name__}: {str(e).splitlines()[0][:120]}); without access to the "
-            f"Hugging Face hub, pass a local copy with --data_file"
-        ) from e
-    return list(ds)
-
-
-def load_problems(
-    task: str,
-    *,
-    data_file: str | Path | None = None,
-    question_field: str | None = None,
-    answer_field: str | None = None,
-    answer_type: AnswerType | None = None,
-    limit: int | None = None,
-) -> list[Problem]:
-    """The first `limit` problems of a benchmark or of a JSON Lines file.
-
-    A custom file (`task="custom"`) needs `answer_type`; its field names default to `question` and `answer`.
-    """
-    spec = TASKS.get(task)
-    qf = question_field or (spec.question_field if spec else "question")
-    af = answer_field or (spec.answer_field if spec else "answer")
-    kind = answer_type or (spec.answer_type if spec else None)
-    if kind not in ANSWER_TYPES:
-        raise InputError(f"answer type {kind!r} is unknown; pass --answer_type numeric, latex, choice or code")
-    rows = read_rows(task, data_file, spec)
-    if limit is not None:
-        rows = rows[:limit]
-    if rows:
-        missing = [f for f in (qf, af) if f not in rows[0]]
-        if missing:
-            raise InputError(
-                f"the rows have no field {missing[0]!r} (fields: {', '.join(rows[0])}); "
-                "map them with --question_field and --answer_field"
-            )
-    return [to_problem(row, qf, af, kind, i) for i, row in enumerate(rows)]
 
 
 def to_problem(row: dict, question_field: str, answer_field: str, kind: AnswerType, index: int) -> Problem:

@@ -41,7 +41,8 @@ class Method:
 
 
 def resolve(name: str, *, prompt_style: str = "plain", planner_dir: str | None = None) -> Method:
-    """Turn a method name into a `Method`. `planner_dir` is what `rsim` means (default: the bundled planner)."""
+    """Turn a method name into a `Method`. `planner_dir` is what `rsim` means (default: the bundled planner, and a
+    `CheckpointError` saying what to pass when it is missing)."""
     instruct = prompt_style == "instruct"
     if name == "zero-cot":
         return Method(name, None, ZERO_COT_PROMPT if instruct else None)

@@ -1,5 +1,7 @@
 """Run one method over a list of problems, grade it with the runtime's grader, and keep a resumable record.
 
+The evaluation that `python -m evals` and the trainers' before/after tables both run.
+
 Each finished problem is appended to a JSON Lines file at once, so a run killed half-way and started
 again with the same file skips what is done. A problem that fails (a bad row, a backend error) is
 recorded with its error and counted, and the run goes on.
@@ -17,11 +19,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from evals.methods import Method, resolve
 from rsim_graph.errors import RSIMError
 from rsim_graph.grading import extract_answer
 from rsim_graph.graph import build_graph, run_batch
 from rsim_graph.loading import load_planner
+from rsim_graph.methods import Method, resolve
 from rsim_graph.reasoners.base import Reasoner
 from rsim_graph.strategies import StrategyLibrary
 from rsim_graph.tasks.base import Problem
