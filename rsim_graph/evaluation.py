@@ -9,6 +9,7 @@ recorded with its error and counted, and the run goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import statistics
@@ -19,11 +20,12 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from rsim_graph.config import RuntimeConfig
 from rsim_graph.errors import RSIMError
 from rsim_graph.grading import extract_answer
-from rsim_graph.graph import build_graph, run_batch
-from rsim_graph.loading import load_planner
+from rsim_graph.loading import Runtime, load_runtime
 from rsim_graph.methods import Method, resolve
+from rsim_graph.planners.simple import ScriptedPlanner
 from rsim_graph.reasoners.base import Reasoner
 from rsim_graph.strategies import StrategyLibrary
 from rsim_graph.tasks.base import Problem
@@ -86,52 +88,39 @@ def evaluate(
     problems: list[Problem],
     reasoner: Reasoner,
     library: StrategyLibrary,
+    config: RuntimeConfig | None = None,
     *,
-    max_steps: int = 12,
-    max_step_tokens: int = 96,
-    max_total_tokens: int = 1024,
-    injection: str = "prefill",
-    seed: int = 0,
     chunk: int = 64,
     records_path: Path | None = None,
     progress: bool = False,
-    planner_base_url: str | None = None,
-    api_key: str | None = None,
 ) -> tuple[Summary, list[dict]]:
     """Answer every problem with `method`; returns the summary and one record per problem, in order.
 
+    `config` sets the budgets, the injection format, the seed and a `prompt:` planner's server (its `planner`
+    is the method's). Each answer is a `runs.Reply`, as the CLI, the server and `RSIMChatModel` build it.
     With `records_path`, records are appended there as they finish and problems already recorded are skipped.
     """
     m = method if isinstance(method, Method) else resolve(method)
+    config = config or RuntimeConfig()
     # Resume only what matches: a record whose question differs (another seed, file or limit) is redone.
     done = {i: r for i, r in read_done(records_path).items() if i < len(problems) and r["question"] == problems[i].question}
     todo = [(i, p) for i, p in enumerate(problems) if i not in done]
-    graph = None
-    if m.planner is not None and todo:
-        planner = load_planner(m.planner, library, seed=seed, greedy=True, base_url=planner_base_url, api_key=api_key)
-        graph = build_graph(
-            planner, reasoner, library, max_steps=max_steps, max_step_tokens=max_step_tokens, max_total_tokens=max_total_tokens, injection=injection
-        )
+    runtime = None
+    if todo:  # the method's planner on the given reasoner; a reasoner-alone method never calls it
+        planner = None if m.planner is not None else ScriptedPlanner([])
+        runtime = load_runtime(dataclasses.replace(config, planner=m.planner), planner=planner, reasoner=reasoner, library=library)
     history = [{"role": "system", "content": m.system_prompt}] if m.system_prompt else None
     bar = tqdm(total=len(problems), initial=len(done), desc=m.name, disable=not progress, dynamic_ncols=True, leave=False)
     correct = sum(r["correct"] for r in done.values())
     out = open(records_path, "a") if records_path else None  # noqa: SIM115 - closed in finally
     try:
-        with ThreadPoolExecutor(max_workers=chunk) as pool:
+        with ThreadPoolExecutor(max_workers=chunk) as pool:  # a thread per problem in flight: they share batched passes
             for k in range(0, len(todo), chunk):
                 part = todo[k : k + chunk]
-                if graph is not None:
-                    runnable = [(i, p) for i, p in part if not p.meta.get("error")]
-                    t = time.perf_counter()
-                    states = run_batch(graph, [p.question for _, p in runnable], return_exceptions=True, extra={"history": history, "sampling": {"seed": seed}})
-                    share = (time.perf_counter() - t) / max(1, len(runnable))  # runs share batched passes: wall time per run
-                    results = dict(zip([i for i, _ in runnable], states, strict=True))
-                    recs = list(pool.map(lambda ip, res=results, sh=share: _graph_record(ip[0], ip[1], res.get(ip[0]), sh), part))
-                else:
-                    t = time.perf_counter()
-                    recs = list(pool.map(lambda ip: _alone_record(ip[0], ip[1], reasoner, max_total_tokens, history), part))
-                    for r in recs:  # concurrent requests share the wall time, as batched graph runs do
-                        r["seconds"] = (time.perf_counter() - t) / len(part)
+                t = time.perf_counter()
+                recs = list(pool.map(lambda ip: _record(ip[0], ip[1], runtime, m.planner is not None, history), part))
+                for r in recs:  # runs share batched passes: wall time per run
+                    r["seconds"] = 0.0 if r["error"] else (time.perf_counter() - t) / len(part)
                 for r in recs:
                     done[r["index"]] = r
                     correct += r["correct"]
@@ -156,37 +145,25 @@ def _failed(i: int, p: Problem, error: str) -> dict:
     return {**_base(i, p), "prediction": None, "correct": False, "strategies": [], "tokens": 0, "seconds": 0.0, "error": error, "trace": []}
 
 
-def _alone_record(i: int, p: Problem, reasoner: Reasoner, max_tokens: int, history: list | None) -> dict:
+def _record(i: int, p: Problem, runtime: Runtime, injection: bool, history: list | None) -> dict:
+    """One problem's record, from the reply the runtime gives (graded like a single reply: the steps joined,
+    never the terminating step's prose)."""
     if p.meta.get("error"):
         return _failed(i, p, p.meta["error"])
+    sampling = {"seed": runtime.config.seed}
     try:
-        out = reasoner.complete(p.question, max_tokens, history=history)
-    except RSIMError as e:
-        return _failed(i, p, str(e))
-    pred = extract_answer(out.text)
-    upstream = (out.meta.get("usage") or {}).get("output_tokens")  # an OpenAI-compatible server's own count
-    tokens = len(out.completion_ids) if out.completion_ids is not None else upstream if upstream is not None else len(out.text) // 4
-    return {
-        **_base(i, p), "prediction": pred, "correct": p.grade_output(pred, out.text), "strategies": [], "tokens": tokens,
-        "seconds": 0.0, "error": None, "trace": [{"strategy": "", "text": out.text}],
-    }
-
-
-def _graph_record(i: int, p: Problem, out, seconds: float) -> dict:
-    if p.meta.get("error"):
-        return _failed(i, p, p.meta["error"])
-    if out is None or isinstance(out, BaseException):
-        return _failed(i, p, f"{type(out).__name__}: {out}")
-    text = "\n\n".join(s["text"] for s in out["steps"])
-    pred = extract_answer(text)  # graded like a single reply: never the terminating step's prose
+        reply = runtime.reply(p.question, injection=injection, history=history, sampling=sampling)
+    except Exception as e:  # noqa: BLE001 - one problem's failure (a bad row, a backend error) is recorded; the run goes on
+        return _failed(i, p, str(e) if isinstance(e, RSIMError) else f"{type(e).__name__}: {e}")
+    pred = extract_answer(reply.content)
     return {
         **_base(i, p),
         "prediction": pred,
-        "correct": p.grade_output(pred, text),
-        "strategies": [s["strategy"] for s in out["steps"]],
-        "tokens": out["usage"]["reasoner_tokens"],
-        "seconds": seconds,
-        "stop_reason": out["stop_reason"],
+        "correct": p.grade_output(pred, reply.content),
+        "strategies": [s.strategy for s in reply.steps if s.strategy],
+        "tokens": reply.done.completion_tokens,
+        "seconds": 0.0,
+        "stop_reason": reply.done.stop_reason,
         "error": None,
-        "trace": [{"strategy": s["strategy"], "text": s["text"]} for s in out["steps"]],
+        "trace": [{"strategy": s.strategy or "", "text": s.text} for s in reply.steps],
     }

@@ -44,8 +44,14 @@ def resolve_injection(injection: str, reasoner: str | None, base_url: str | None
         return injection
     from rsim_graph.tiny import CHAT_TEMPLATE
 
-    tiny = not (reasoner or base_url) or reasoner in TINY_REASONERS or Path(reasoner or "").expanduser().resolve().is_relative_to(ASSETS)
-    return "prefill" if tiny or getattr(tokenizer, "chat_template", None) == CHAT_TEMPLATE else "system"
+    if tokenizer is not None:  # the loaded model itself says
+        return "prefill" if getattr(tokenizer, "chat_template", None) == CHAT_TEMPLATE else "system"
+    return "prefill" if is_bundled(reasoner, base_url) else "system"
+
+
+def is_bundled(reasoner: str | None, base_url: str | None = None) -> bool:
+    """Whether a reasoner spec names one of the bundled tiny models (unset included)."""
+    return not (reasoner or base_url) or reasoner in TINY_REASONERS or Path(reasoner or "").expanduser().resolve().is_relative_to(ASSETS)
 
 
 def reasoner_path(spec: str | None) -> str:
@@ -118,12 +124,7 @@ def load_planner(
         if not base_url:
             raise InputError(f"planner {spec!r} needs an OpenAI-compatible server: pass --planner_base_url (or --reasoner_base_url)")
         return PromptPlanner(ChatOpenAI(model=model, base_url=base_url, api_key=api_key or "EMPTY", max_retries=1, timeout=60))
-    from rsim_graph.models import SMOLLM2, shipped
-
-    if spec in TINY_PLANNERS:
-        path = bundled(TINY_PLANNERS[spec])
-    else:
-        path = shipped("planner", "planner.json") if spec == SMOLLM2 else Path(spec).expanduser()
+    path = planner_path(spec)
     if not path.exists():
         raise CheckpointError(f"planner {spec!r} is neither a directory nor a known planner; pass {PLANNER_SPECS}")
     from rsim_graph.planners.policy import PolicyPlanner
@@ -132,6 +133,15 @@ def load_planner(
     if planner.library.ids != library.ids:
         planner.grow(library)
     return planner
+
+
+def planner_path(spec: str) -> Path:
+    """Where a planner checkpoint spec points: the named bundled and shipped planners, else the path itself."""
+    from rsim_graph.models import SMOLLM2, shipped
+
+    if spec in TINY_PLANNERS:
+        return bundled(TINY_PLANNERS[spec])
+    return shipped("planner", "planner.json") if spec == SMOLLM2 else Path(spec).expanduser()
 
 
 def load_reasoner(

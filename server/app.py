@@ -19,8 +19,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_fastapi_instrumentator import Instrumentator
 
 from rsim_graph.errors import RSIMError
-from server import errors
 from rsim_graph.loading import Runtime
+from server import errors
 from server.engine import Engine, load_backend
 from server.protocol import Health
 from server.routes import check_key, router

@@ -14,9 +14,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.sse import EventSourceResponse, format_sse_event
 
 from rsim_graph.errors import ContextLengthError, InputError, ReasonerError
+from rsim_graph.graph import clean_text
 from rsim_graph.reasoners.hf import HFReasoner
 from rsim_graph.runs import Reply
-from rsim_graph.graph import clean_text
 from server.engine import Busy, Engine, Job
 from server.errors import APIError
 from server.protocol import (

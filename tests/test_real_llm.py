@@ -96,7 +96,7 @@ def shipped() -> bool:
 @pytest.mark.skipif(not shipped(), reason="the trained SmolLM2 planner and adapter are not in rsim_graph/assets/smollm2")
 def test_trained_planner_and_reasoner_solve_and_evaluate(tmp_path):
     cmd = [sys.executable, "-m", "rsim_graph", "solve", "Compute (3+4)-2.", "--reasoner", "smollm2-rsim", "--planner", "smollm2",
-           "--greedy_planner", "--max_step_tokens", "48", "--json"]
+           "--max_step_tokens", "48", "--json"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout)

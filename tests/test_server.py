@@ -347,7 +347,7 @@ def test_metrics_and_docs_are_behind_the_key(public_metrics):
 @pytest.mark.parametrize("stream", [False, True])
 def test_over_length_prompts_are_400_context_length_exceeded(hf_reasoner, stream):
     """The tiny model reads 1,024 positions (a character tokenizer: one token a character)."""
-    with TestClient(app_with(hf_reasoner, max_step_tokens=8, max_tokens=512)) as c:
+    with TestClient(app_with(hf_reasoner, max_step_tokens=8, max_total_tokens=512)) as c:
         long = [{"role": "user", "content": "1+2 " * 400}]  # 1,600 characters
         r = c.post("/v1/chat/completions", json={"model": "rsim", "messages": long, "stream": stream})
         assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"

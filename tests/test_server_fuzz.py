@@ -68,7 +68,7 @@ def hf_app(tiny_lm, tokenizer):
     """The tiny transformers reasoner: its tokenizer is what invalid Unicode used to crash (a 500)."""
     from rsim_graph.reasoners.hf import HFReasoner
 
-    return app_with(HFReasoner(tiny_lm, tokenizer, temperature=0.0), api_key=["fuzz-key"], max_step_tokens=2, max_tokens=8)
+    return app_with(HFReasoner(tiny_lm, tokenizer, temperature=0.0), api_key=["fuzz-key"], max_step_tokens=2, max_total_tokens=8)
 
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -103,7 +103,7 @@ def test_over_length_prompts_are_refused_with_a_400(tiny_lm, tokenizer, repeat, 
     """The tiny model reads 1,024 positions; prompts past them are the client's mistake."""
     from rsim_graph.reasoners.hf import HFReasoner
 
-    with TestClient(app_with(HFReasoner(tiny_lm, tokenizer, temperature=0.0), max_step_tokens=8, max_tokens=64)) as client:
+    with TestClient(app_with(HFReasoner(tiny_lm, tokenizer, temperature=0.0), max_step_tokens=8, max_total_tokens=64)) as client:
         body = {"model": "rsim", "messages": [{"role": "user", "content": "12+3 " * repeat}], "stream": stream, "max_tokens": 8}
         r = client.post("/v1/chat/completions", json=body)
     assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded", r.text[:300]

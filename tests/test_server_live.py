@@ -95,7 +95,7 @@ def test_64_concurrent_clients_all_succeed(url, bundled_backend):
 
 def test_disconnect_stops_generation():
     slow = SlowReasoner(delay=0.2)
-    with live_server(app_with(slow, plan=["deep-think"] * 10, max_steps=12)) as base:
+    with live_server(app_with(slow, plan=["deep-think"] * 10, max_reasoning_steps=12)) as base:
         body = {"model": "rsim", "messages": [{"role": "user", "content": "2+3?"}], "stream": True}
         with httpx.Client(base_url=base, timeout=30) as client, client.stream("POST", "/v1/chat/completions", json=body) as r:
             for line in r.iter_lines():

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import TrainerCallback
 
+from rsim_graph.config import RuntimeConfig
 from rsim_graph.evaluation import evaluate
 from rsim_graph.loading import BUNDLED_REASONER, bundled
 from rsim_graph.reasoners.hf import HFReasoner, load_causal_lm
@@ -46,6 +47,12 @@ def load_model(model_name_or_path: str | None, dtype: str | None = None, attn_im
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer, model.train()
+
+
+def eval_config(max_total_tokens: int, max_step_tokens: int | None = None, injection: str = "auto") -> RuntimeConfig:
+    """The before/after tables' runtime: greedy, the rollouts' budgets and injection, 12 steps as in validation."""
+    step = max_step_tokens or min(max_total_tokens, RuntimeConfig.max_step_tokens)
+    return RuntimeConfig(max_step_tokens=step, max_total_tokens=max_total_tokens, injection=injection)
 
 
 def apply_lora(model, model_args, last_layers: int = 0):
@@ -89,15 +96,18 @@ class TimeBudget(TrainerCallback):
             control.should_save = True
 
 
-def evaluate_arith(methods: dict[str, str], model, tokenizer, library: StrategyLibrary, limit: int, *, reasoner=None) -> dict[str, dict]:
-    """Greedy accuracy of each `{label: method}` on `limit` held-out ArithWorld problems (the evals' `evaluate`)."""
+def evaluate_arith(
+    methods: dict[str, str], model, tokenizer, library: StrategyLibrary, limit: int, config: RuntimeConfig, *, reasoner=None
+) -> dict[str, dict]:
+    """Greedy accuracy of each `{label: method}` on `limit` held-out ArithWorld problems (the evals' `evaluate`,
+    with `config`'s budgets and injection format)."""
     was_training = model.training if model is not None else False
     reasoner = reasoner or HFReasoner(model.eval(), tokenizer, temperature=0.0)
     problems = ArithWorld(split="test", seed=0).problems(limit)
     out = {}
     try:
         for label, method in methods.items():
-            summary, records = evaluate(method, problems, reasoner, library)
+            summary, records = evaluate(method, problems, reasoner, library, config)
             counts = Counter(s for r in records for s in r["strategies"])
             top = counts.most_common(1)[0] if counts else (None, 0)
             out[label] = {

@@ -26,6 +26,7 @@ from trainers.common import (
     TaskArguments,
     TimeBudget,
     apply_lora,
+    eval_config,
     evaluate_arith,
     load_model,
 )
@@ -55,7 +56,7 @@ def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args
     )
     arith = script_args.task == "arith" and script_args.eval_limit > 0 and trainer.accelerator.is_main_process
     library = StrategyLibrary.default()
-    before = evaluate_arith({"ZeroCoT": "zero-cot"}, model, tokenizer, library, script_args.eval_limit) if arith else {}
+    before = evaluate_arith({"ZeroCoT": "zero-cot"}, model, tokenizer, library, script_args.eval_limit, eval_config(training_args.max_completion_length)) if arith else {}
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     train_seconds = time.perf_counter() - start
@@ -63,7 +64,7 @@ def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args
     trainer.save_model(str(out / "reasoner"))
     if not (trainer.accelerator.is_main_process and arith):
         return ""
-    after = evaluate_arith({"ZeroCoT": "zero-cot"}, model, tokenizer, library, script_args.eval_limit)
+    after = evaluate_arith({"ZeroCoT": "zero-cot"}, model, tokenizer, library, script_args.eval_limit, eval_config(training_args.max_completion_length))
     record = {"seed": training_args.seed, "steps": trainer.state.global_step, "train_seconds": round(train_seconds, 1), "before": before, "after": after}
     (out / "results.json").write_text(json.dumps(record, indent=2))
     b, a = before["ZeroCoT"]["accuracy"], after["ZeroCoT"]["accuracy"]

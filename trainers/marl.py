@@ -30,21 +30,23 @@ from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, SFTConfig
 
-from rsim_graph.loading import ASSETS, BUNDLED_REASONER, BUNDLED_REASONER_B, bundled, resolve_injection
+from rsim_graph.config import runtime_field
+from rsim_graph.loading import BUNDLED_REASONER, BUNDLED_REASONER_B, bundled, planner_path, resolve_injection
 from rsim_graph.planners.policy import PolicyPlanner
 from rsim_graph.strategies import load_strategies
+from rsim_graph.tasks.base import Problem
 from trainers.cli import run_script
 from trainers.common import (
     TaskArguments,
     TimeBudget,
     apply_lora,
+    eval_config,
     evaluate_arith,
     load_model,
 )
 from trainers.data import task_dataset
 from trainers.marl_config import MARLConfig
 from trainers.marl_trainer import MARLTrainer, check_checkpoint
-from rsim_graph.tasks.base import Problem
 from trainers.plots import plot_training
 from trainers.sft import collect_warmup, run_warmup
 from trainers.validation import Validation
@@ -56,9 +58,12 @@ logger = logging.getLogger(__name__)
 class MARLScriptArguments(TaskArguments):
     planner: str | None = field(
         default=None,
-        metadata={"help": "Planner checkpoint to start from, or a language model (path or hub id) to put a fresh head on (default: the bundled planner-init)."},
+        metadata={
+            "help": "The planner training starts from: a planner checkpoint (a directory, 'tiny-init', 'tiny' or 'smollm2'), or a "
+            "language model (path or hub id) to put a fresh head on (unset: tiny-init, the bundled untrained planner)."
+        },
     )
-    strategies: str | None = field(default=None, metadata={"help": "Strategy library YAML (default: the nine built-in)."})
+    strategies: str | None = runtime_field("strategies")
     transfer_reasoner: str | None = field(
         default=None, metadata={"help": "A second reasoner for the plug-in row of the table (arith default: bundled reasoner-b)."}
     )
@@ -75,17 +80,17 @@ class MARLScriptArguments(TaskArguments):
     validation_steps: int = field(default=20, metadata={"help": "Optimizer steps between validations."})
 
 
-def evaluation(script_args, model, tokenizer, library, planner_dir: str, *, initial_reasoner: str | None = None) -> dict:
+def evaluation(script_args, config, model, tokenizer, library, planner_dir: str, *, initial_reasoner: str | None = None) -> dict:
     """Greedy accuracy on held-out ArithWorld test problems: the run's reasoner alone and with the planner;
     with `initial_reasoner` (after training) also that reasoner under the trained planner, and the plug-in reasoner-b."""
     from rsim_graph.reasoners.hf import HFReasoner
 
-    rows = evaluate_arith({"ZeroCoT": "zero-cot", "rSIM planner": f"rsim:{planner_dir}"}, model, tokenizer, library, script_args.eval_limit)
+    rows = evaluate_arith({"ZeroCoT": "zero-cot", "rSIM planner": f"rsim:{planner_dir}"}, model, tokenizer, library, script_args.eval_limit, config)
     if initial_reasoner:
         start = HFReasoner.from_pretrained(initial_reasoner, temperature=0.0)
-        rows["rSIM planner (initial reasoner)"] = evaluate_arith({"x": f"rsim:{planner_dir}"}, None, None, library, script_args.eval_limit, reasoner=start)["x"]
+        rows["rSIM planner (initial reasoner)"] = evaluate_arith({"x": f"rsim:{planner_dir}"}, None, None, library, script_args.eval_limit, config, reasoner=start)["x"]
         other = HFReasoner.from_pretrained(script_args.transfer_reasoner or str(bundled(BUNDLED_REASONER_B)), temperature=0.0)
-        plug = evaluate_arith({"ZeroCoT": "zero-cot", "rSIM planner": f"rsim:{planner_dir}"}, None, None, library, script_args.eval_limit, reasoner=other)
+        plug = evaluate_arith({"ZeroCoT": "zero-cot", "rSIM planner": f"rsim:{planner_dir}"}, None, None, library, script_args.eval_limit, config, reasoner=other)
         rows.update({f"{k} (reasoner-b)": v for k, v in plug.items()})
     return rows
 
@@ -101,7 +106,7 @@ def table(before: dict, after: dict) -> str:
 def load_starting_planner(script_args, library, seed: int) -> PolicyPlanner:
     if script_args.planner_train not in ("full", "head"):
         raise ValueError(f"planner_train={script_args.planner_train!r} is not a choice; use 'full' (backbone and head) or 'head' (head only)")
-    planner_dir = script_args.planner or str(bundled(ASSETS / "planner-init"))
+    planner_dir = str(planner_path(script_args.planner or "tiny-init"))
     if (Path(planner_dir) / "planner.json").is_file():
         planner = PolicyPlanner.from_pretrained(planner_dir, seed=seed)
         planner.backbone_spec = planner.backbone_spec or str(Path(planner_dir) / "backbone")
@@ -164,7 +169,7 @@ def main(script_args: MARLScriptArguments, training_args: MARLConfig, model_args
     arith = script_args.task == "arith" and script_args.eval_limit > 0
     before = {}
     if arith and not resume and training_args.process_index == 0:
-        before = evaluation(script_args, model, tokenizer, library, script_args.planner or str(bundled(ASSETS / "planner-init")))
+        before = evaluation(script_args, eval_config(training_args.max_completion_length, training_args.max_step_tokens, training_args.injection), model, tokenizer, library, script_args.planner or "tiny-init")
     warmup = {}
     if script_args.warmup and not resume:
         warmup = warm_up(script_args, training_args, model, tokenizer, planner, library, dataset)
@@ -199,7 +204,7 @@ def main(script_args: MARLScriptArguments, training_args: MARLConfig, model_args
     report = f"trained planner: {out / 'planner'}  (python -m rsim_graph solve --planner {out / 'planner'} \"12+7*3\")"
     if arith:
         initial = model_args.model_name_or_path or str(bundled(BUNDLED_REASONER))
-        after = evaluation(script_args, model, tokenizer, library, str(out / "planner"), initial_reasoner=initial)
+        after = evaluation(script_args, eval_config(training_args.max_completion_length, training_args.max_step_tokens, training_args.injection), model, tokenizer, library, str(out / "planner"), initial_reasoner=initial)
         record.update(before=before, after=after)
         report = table(before, after) + "\n" + report
     record["total_seconds"] = round(time.perf_counter() - started, 1)

@@ -16,11 +16,11 @@ from trl.distributed import DistributedBackend
 from trl.models.utils import unwrap_model_for_generation
 
 from rsim_graph.errors import CheckpointError
+from rsim_graph.loading import resolve_injection
 from rsim_graph.planners.policy import PolicyPlanner
 from rsim_graph.reasoners.hf import HFReasoner
 from rsim_graph.rewards import planner_reward_funcs, reasoner_reward_funcs
 from rsim_graph.strategies import StrategyLibrary
-from rsim_graph.loading import resolve_injection
 from trainers.marl_config import MARLConfig
 from trainers.rollout import GraphRollout
 

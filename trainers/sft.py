@@ -29,7 +29,7 @@ from trl import ModelConfig, SFTConfig, SFTTrainer
 
 from rsim_graph.errors import InputError
 from rsim_graph.graph import build_graph, protocol_history, run_batch
-from rsim_graph.loading import ASSETS, bundled, load_planner
+from rsim_graph.loading import load_planner
 from rsim_graph.planners.base import Planner
 from rsim_graph.reasoners.hf import HFReasoner
 from rsim_graph.rewards import accuracy_reward, format_reward
@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 @dataclass
 class SFTScriptArguments(TaskArguments):
     warmup_size: int = field(default=1000, metadata={"help": "Warm-up samples to select (paper: about 1,000)."})
-    planner: str | None = field(default=None, metadata={"help": "Planner that samples the strategies (default: the bundled planner-init)."})
+    planner: str | None = field(default=None, metadata={"help": "Planner that samples the strategies: a planner spec as for solve (unset: tiny-init, the bundled untrained planner)."})
     temperature: float = field(default=1.0, metadata={"help": "The reasoner's sampling temperature for the warm-up rollouts."})
     max_reasoning_steps: int = field(default=12, metadata={"help": "Steps per warm-up trajectory."})
     max_step_tokens: int = field(default=96, metadata={"help": "Reasoner tokens per step."})
@@ -113,7 +113,7 @@ def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: 
     library = load_strategies(script_args.strategies)
     tokenizer, model = load_model(model_args.model_name_or_path, model_args.dtype, model_args.attn_implementation)
     data = task_dataset(script_args, n=script_args.train_size, seed=training_args.seed)
-    planner = load_planner(script_args.planner or str(bundled(ASSETS / "planner-init")), library, seed=training_args.seed)
+    planner = load_planner(script_args.planner or "tiny-init", library, seed=training_args.seed)
     sampler = HFReasoner(model.eval(), tokenizer, temperature=script_args.temperature, seed=training_args.seed)
     samples, drawn = collect_warmup(
         planner, sampler, library, data["prompt"], data["solution"], script_args.warmup_size, seed=training_args.seed,
