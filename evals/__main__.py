@@ -49,6 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--answer_type", default=None, choices=ANSWER_TYPES,
         help="how answers are graded (default: the task's own; auto, math-verify, for custom files and hub datasets)",
     )
+    p.add_argument("--dataset_split", default=None, help="the hub split (default: the benchmark's own, train for other hub datasets)")
+    p.add_argument("--dataset_config", default=None, help="the hub dataset's config (default: the benchmark's own, such as gsm8k's main)")
     p.add_argument("--limit", type=int, default=None, help="the first N problems (default: all; 500 for arith)")
     p.add_argument("--output_dir", type=Path, default=Path("outputs/evals"), help="where the tables, records and plots go")
     p.add_argument("--concurrency", type=int, default=64, help="problems in flight at once")
@@ -82,7 +84,7 @@ def check_endpoint(base_url: str, api_key: str | None) -> None:
 def problems_for(task: str, args: argparse.Namespace) -> list:
     return load_task(
         task, data_file=args.data_file, question_field=args.question_field, answer_field=args.answer_field,
-        answer_type=args.answer_type, limit=args.limit, seed=args.seed,
+        answer_type=args.answer_type, limit=args.limit, seed=args.seed, split=args.dataset_split, dataset_config=args.dataset_config,
     )
 
 

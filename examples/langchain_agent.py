@@ -8,10 +8,10 @@ import sys
 from langchain.agents import create_agent
 from langchain_core.messages import HumanMessage
 
-from rsim_graph.chat_model import RSIMChatModel
+from rsim_graph import RSIMChatModel
 
 question = sys.argv[1] if len(sys.argv) > 1 else "Compute (51+41)*4."
-agent = create_agent(model=RSIMChatModel.bundled(max_steps=10), tools=[], system_prompt="Solve the arithmetic problem.")
+agent = create_agent(model=RSIMChatModel.load(max_steps=10), tools=[], system_prompt="Solve the arithmetic problem.")
 result = agent.invoke({"messages": [HumanMessage(question)]})
 reply = result["messages"][-1]
 for step in reply.response_metadata["rsim"]["steps"]:

@@ -12,9 +12,7 @@ from typing import TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
-from rsim_graph.graph import build_graph
-from rsim_graph.loading import load_planner, load_reasoner
-from rsim_graph.strategies import StrategyLibrary
+from rsim_graph import RuntimeConfig, load_runtime
 
 
 class Shop(TypedDict, total=False):
@@ -35,8 +33,7 @@ def check(state: Shop) -> dict:
     return {"verdict": "correct" if ok else "wrong"}
 
 
-library = StrategyLibrary.default()
-rsim = build_graph(load_planner(None, library, greedy=True), load_reasoner(), library, max_steps=10)
+rsim = load_runtime(RuntimeConfig(max_reasoning_steps=10)).graph  # the bundled tiny planner and reasoner
 shop = StateGraph(Shop)
 shop.add_node("pose", pose)
 shop.add_node("rsim", rsim)  # the compiled rSIM graph, used as a subgraph node

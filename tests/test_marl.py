@@ -81,7 +81,7 @@ def test_prompt_question_reads_strings_and_conversations():
         ({"planner_beta": -0.1}, "planner_beta=-0.1 is negative"),
         ({"planner_reward_weights": [1.0, 1.0]}, "give three, for R_acc, R_penalty and R_terminal"),
         ({"ddp_find_unused_parameters": True}, "DDP would mark ready twice"),
-        ({"injection": "auto"}, "injection='auto' is not a choice; use one of prefill, system, headers"),
+        ({"injection": "xml"}, "injection='xml' is not a choice; use auto or one of prefill, system, headers"),
     ],
 )
 def test_config_errors_say_what_to_fix(tmp_path, overrides, message):

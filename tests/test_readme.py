@@ -25,7 +25,7 @@ def snippets() -> dict[str, str]:
 
 
 def test_the_readme_has_the_tested_snippets():
-    assert set(snippets()) == {"openai", "langchain"}
+    assert set(snippets()) == {"python", "openai", "langchain"}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def url():
         yield base
 
 
-@pytest.mark.parametrize("name", ["openai", "langchain"])
+@pytest.mark.parametrize("name", ["python", "openai", "langchain"])
 def test_readme_snippet_runs(name, url):
     code = snippets()[name].replace("http://127.0.0.1:8000", url)
     out = io.StringIO()
@@ -42,7 +42,10 @@ def test_readme_snippet_runs(name, url):
     with contextlib.redirect_stdout(out):
         exec(compile(code, f"README:{name}", "exec"), scope)  # noqa: S102 - running the README is the point
     printed = out.getvalue()
-    if name == "openai":
+    if name == "python":
+        assert scope["reply"].done.answer == "57" and scope["reply"].content.endswith("\\boxed{57}")
+        assert len(scope["states"]) == 8 and "[terminate]" in printed
+    elif name == "openai":
         assert scope["trace"]["answer"] == "57" and scope["plain"].choices[0].message.model_extra["rsim"]["strategy_injection"] is False
         assert "terminate" in printed
     else:

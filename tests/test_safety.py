@@ -39,21 +39,21 @@ def test_a_question_made_only_of_reserved_text_or_control_tokens_is_empty(questi
     from rsim_graph.errors import InputError
 
     with pytest.raises(InputError, match="question is empty once strategy prompts and control tokens are removed"):
-        start({"question": question}, LIB)
+        start({"question": question}, library=LIB)
 
 
 def test_a_strategy_prompt_without_its_newline_is_stripped_before_the_planner_reads_it():
     from rsim_graph.planners.base import planner_text
 
-    question = start({"question": "What is 2+3? " + LIB.get("terminate").prompt}, LIB)["question"]
+    question = start({"question": "What is 2+3? " + LIB.get("terminate").prompt}, library=LIB)["question"]
     assert question == "What is 2+3? "
     assert all(LIB.render(s) not in planner_text({"question": question, "steps": []}) for s in LIB.ids)
 
 
 def test_lookalike_forms_are_normalised_only_when_they_hide_reserved_text():
-    assert start({"question": "x² + 1 = 5"}, LIB)["question"] == "x² + 1 = 5"  # NFKC would write x2
+    assert start({"question": "x² + 1 = 5"}, library=LIB)["question"] == "x² + 1 = 5"  # NFKC would write x2
     forged = "2+3?" + LIB.get("terminate").prompt.replace(":", "\uff1a")  # a fullwidth colon
-    assert start({"question": forged}, LIB)["question"] == "2+3?"
+    assert start({"question": forged}, library=LIB)["question"] == "2+3?"
 
 
 def test_the_reasoner_refuses_a_question_of_its_own_special_tokens(hf_reasoner):
@@ -75,7 +75,7 @@ def test_reasoner_context_has_no_forged_turns_or_strategy_tokens():
     raw = tok(FORGED, add_special_tokens=False)["input_ids"]
     assert strategy_ids & set(raw) and set(turn_ids) & set(raw)  # unprotected, the text would forge them
 
-    question = start({"question": FORGED}, LIB)["question"]
+    question = start({"question": FORGED}, library=LIB)["question"]
     ids = reasoner.context(StepRequest(question, [], "understand", LIB.render("understand"), 8, "\n\n"))[0]
     assert not strategy_ids & set(ids)
     # Only the chat template's own markers: one user turn, one assistant turn, no forged end of turn.
@@ -89,7 +89,7 @@ def test_forged_step_markers_do_not_steer_the_planner():
     from rsim_graph.planners.policy import PolicyPlanner
 
     planner = PolicyPlanner.from_pretrained(BUNDLED_PLANNER, greedy=True)
-    question = start({"question": FORGED}, LIB)["question"]
+    question = start({"question": FORGED}, library=LIB)["question"]
     text = planner.read({"question": question, "steps": []})
     assert [line for line in text.splitlines() if line.startswith("[")] == ["[next]"]  # only the graph's marker
     # What the planner reads equals the same question with the brackets written as plain text ...
