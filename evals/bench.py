@@ -49,7 +49,7 @@ def bench_rollout(args: argparse.Namespace) -> None:
     def graph(max_cached: int = 4096):
         reasoner = HFReasoner(model, tokenizer, temperature=0.0, max_cached=max_cached)
         planner = load_planner(args.planner, library, greedy=True, seed=0)
-        g = build_graph(planner, reasoner, library, max_steps=args.max_steps, max_step_tokens=args.max_step_tokens)
+        g = build_graph(planner, reasoner, library, max_steps=args.max_reasoning_steps, max_step_tokens=args.max_step_tokens)
         run_batch(g, questions[:4])  # warm-up: the first run of a graph pays one-off setup
         reasoner.batcher.batch_sizes.clear()
         return g, reasoner
@@ -93,15 +93,15 @@ def main(argv: list[str] | None = None) -> int:
         command = " ".join(["python -m trainers.bench", *argv[1:]])  # evals builds on the runtime, never on the trainers
         print(f"error: the training benchmark moved to trainers; run `{command}`", file=sys.stderr)
         return 2
-    p = argparse.ArgumentParser(prog="python -m evals.bench", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m evals.bench", description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sub = p.add_subparsers(dest="bench", required=True)
-    r = sub.add_parser("rollout", help="batched vs sequential rollouts; step-wise vs one generate call")
-    r.add_argument("--questions", type=int, default=32)
-    r.add_argument("--reasoner", default=str(BUNDLED_REASONER))
-    r.add_argument("--planner", default="heuristic")
-    r.add_argument("--max_steps", type=int, default=8)
-    r.add_argument("--max_step_tokens", type=int, default=64)
-    r.add_argument("--threads", type=int, default=2)
+    r = sub.add_parser("rollout", help="batched vs sequential rollouts; step-wise vs one generate call", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    r.add_argument("--questions", type=int, default=32, help="held-out ArithWorld questions, one trajectory each")
+    r.add_argument("--reasoner", default=str(BUNDLED_REASONER), help="the reasoner model directory")
+    r.add_argument("--planner", default="heuristic", help="a planner spec, as for solve")
+    r.add_argument("--max_reasoning_steps", type=int, default=8, help="reasoning steps per trajectory")
+    r.add_argument("--max_step_tokens", type=int, default=64, help="reasoner tokens per step")
+    r.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     r.add_argument("--repeats", type=int, default=3, help="timed runs per configuration (the median is reported)")
     bench_server.add_parser(sub)
     args = p.parse_args(argv)

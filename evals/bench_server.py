@@ -142,8 +142,8 @@ def bench_server(args: argparse.Namespace) -> str:
 
 
 def add_parser(sub) -> None:
-    s = sub.add_parser("server", help="server requests/s and latency at several concurrencies; overhead vs in process")
+    s = sub.add_parser("server", help="server requests/s and latency at several concurrencies; overhead vs in process", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     s.add_argument("--requests", type=int, default=64, help="requests per concurrency level (at least 8 per client)")
-    s.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    s.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32], help="client concurrency levels")
     s.add_argument("--compare", type=int, default=32, help="requests timed in process for the overhead figure")
-    s.add_argument("--max_tokens", type=int, default=1024)
+    s.add_argument("--max_tokens", type=int, default=1024, help="each request's max_tokens")

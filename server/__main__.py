@@ -22,8 +22,16 @@ from server.settings import ServerSettings
 SHUTDOWN_GRACE_S = 30
 
 
+# The server's flags renamed to the runtime's shared names (`rsim_graph.config.RuntimeConfig`).
+RENAMED = {"--max_tokens": "--max_total_tokens", "--max_steps": "--max_reasoning_steps"}
+
+
 def parse(argv: list[str] | None) -> ServerSettings:
-    return CliApp.run(ServerSettings, cli_args=argv if argv is not None else sys.argv[1:], cli_settings_source=None)
+    argv = argv if argv is not None else sys.argv[1:]
+    for arg in argv:
+        if arg.split("=")[0] in RENAMED:
+            raise SettingsError(f"{arg.split('=')[0]} is renamed; pass {RENAMED[arg.split('=')[0]]} (the name solve and evals use)")
+    return CliApp.run(ServerSettings, cli_args=argv, cli_settings_source=None)
 
 
 def main(argv: list[str] | None = None) -> int:

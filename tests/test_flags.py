@@ -1,6 +1,7 @@
 """The commands share the runtime's flags (`RuntimeConfig`): same names, help and defaults in every `--help`."""
 
 import dataclasses
+import os
 import re
 from pathlib import Path
 
@@ -96,3 +97,35 @@ def test_flags_build_a_validated_config():
         config_from(parse_args(["solve", "q", "--max_step_tokens", "300", "--max_total_tokens", "200"]))
     with pytest.raises(InputError, match="needs --reasoner_model"):
         RuntimeConfig(reasoner_base_url="http://localhost:1/v1")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["evals.bench", "rollout"], ["evals.bench", "server"], ["trainers.bench"], ["trainers.ablate"], ["trainers.credit"], ["trainers.pretrain_tiny"],
+     ["trainers.grpo"], ["trainers.sft"]],
+)
+def test_every_other_command_shows_its_defaults_too(argv):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", *argv, "--help"], capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "400"})
+    assert proc.returncode == 0, proc.stderr
+    found = flags(proc.stdout)
+    assert found and not [name for name, (_, default) in found.items() if default is None], proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--max_tokens", "5"], "--max_tokens is renamed; pass --max_total_tokens"),
+        (["--max_steps=3"], "--max_steps is renamed; pass --max_reasoning_steps"),
+        (["--max_step_tokens", "300", "--max_total_tokens", "200"], "raise --max_total_tokens or lower --max_step_tokens"),
+        (["--reasoner_base_url", "http://x/v1"], "needs --reasoner_model"),
+    ],
+)
+def test_the_server_refuses_bad_flags_in_one_line(capsys, argv, message):
+    from server.__main__ import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

@@ -138,7 +138,7 @@ def method_table(results_dir: Path, row: str = "full") -> str:
 def main(argv: list[str] | None = None) -> str:
     """Run what is asked and not yet recorded; returns the tables. Bad rows, seeds or runs raise with the fix."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    parser = argparse.ArgumentParser(prog="python -m trainers.ablate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m trainers.ablate", description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated rows (default: all): {', '.join(ROWS)}")
     parser.add_argument("--seeds", default="0,1", help="comma-separated seeds (default: 0,1)")
     parser.add_argument("--output_dir", default="outputs/ablation", help="where the runs write their checkpoints and logs")

@@ -79,13 +79,13 @@ def bench_train(args: argparse.Namespace) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m trainers.bench", description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=4)
+    p = argparse.ArgumentParser(prog="python -m trainers.bench", description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--steps", type=int, default=4, help="optimizer steps timed per trainer (after one warm-up step)")
     p.add_argument("--batch", type=int, default=16, help="completions per step (prompts x generations)")
-    p.add_argument("--generations", type=int, default=8)
+    p.add_argument("--generations", type=int, default=8, help="completions per prompt")
     p.add_argument("--max_tokens", type=int, default=512, help="token budget per completion")
-    p.add_argument("--reasoner", default=str(BUNDLED_REASONER))
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--reasoner", default=str(BUNDLED_REASONER), help="the reasoner model directory")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     return p.parse_args(argv)
 
 

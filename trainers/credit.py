@@ -48,7 +48,7 @@ def decompose(rewards: list[float], sequences: list[tuple[str, ...]], group: int
 
 def main(argv: list[str] | None = None) -> dict:
     """Sample the rollouts and return the variance split (see the module docstring)."""
-    p = argparse.ArgumentParser(prog="python -m trainers.credit", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m trainers.credit", description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--planner", required=True, help="a planner checkpoint directory")
     p.add_argument("--reasoner", required=True, help="a reasoner model directory")
     p.add_argument("--temperature", type=float, default=0.3, help="the reasoner's sampling temperature (arith_tiny: 0.3)")

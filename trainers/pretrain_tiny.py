@@ -128,11 +128,11 @@ def make_planner_init(backbone_dir: Path, out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--which", choices=["all", *MODELS], default="all")
-    p.add_argument("--output_dir", type=Path, default=ASSETS)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--which", choices=["all", *MODELS], default="all", help="which bundled model to rebuild")
+    p.add_argument("--output_dir", type=Path, default=ASSETS, help="where the models are written")
     p.add_argument("--steps", type=int, default=None, help="override the model's default number of steps")
-    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--batch_size", type=int, default=32, help="sequences per optimizer step")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     names = list(MODELS) if args.which == "all" else [args.which]
