@@ -39,19 +39,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m evals", description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
     p.add_argument(
         "--task", default=None,
-        help=f"comma-separated: {', '.join(TASK_NAMES)}, a .jsonl file or a hub dataset id (default: arith; custom with --data_file)",
+        help=f"comma-separated: {', '.join(TASK_NAMES)}, a .jsonl file or a hub dataset id (unset: arith, or custom with --data_file)",
     )
-    p.add_argument("--method", default=None, help=f"comma-separated: {METHODS} (default: zero-cot, ps+, random-planner, and rsim when a trained planner is given or bundled)")
+    p.add_argument("--method", default=None, help=f"comma-separated: {METHODS} (unset: zero-cot, ps+, random-planner, and rsim when a trained planner is given or bundled)")
     p.add_argument("--data_file", default=None, help="a local JSON Lines file for the task (alone: --task custom, graded with --answer_type auto)")
-    p.add_argument("--question_field", default=None, help="the field holding the question (default: the task's own, or 'question')")
-    p.add_argument("--answer_field", default=None, help="the field holding the gold answer (default: the task's own, or 'answer')")
+    p.add_argument("--question_field", default=None, help="the field holding the question (unset: the task's own, or 'question')")
+    p.add_argument("--answer_field", default=None, help="the field holding the gold answer (unset: the task's own, or 'answer')")
     p.add_argument(
         "--answer_type", default=None, choices=ANSWER_TYPES,
-        help="how answers are graded (default: the task's own; auto, math-verify, for custom files and hub datasets)",
+        help="how answers are graded (unset: the task's own; auto, math-verify, for custom files and hub datasets)",
     )
-    p.add_argument("--dataset_split", default=None, help="the hub split (default: the benchmark's own, train for other hub datasets)")
-    p.add_argument("--dataset_config", default=None, help="the hub dataset's config (default: the benchmark's own, such as gsm8k's main)")
-    p.add_argument("--limit", type=int, default=None, help="the first N problems (default: all; 500 for arith)")
+    p.add_argument("--dataset_split", default=None, help="the hub split (unset: the benchmark's own, train for other hub datasets)")
+    p.add_argument("--dataset_config", default=None, help="the hub dataset's config (unset: the benchmark's own, such as gsm8k's main)")
+    p.add_argument("--limit", type=int, default=None, help="the first N problems (unset: all; 500 for arith)")
     p.add_argument("--output_dir", type=Path, default=Path("outputs/evals"), help="where the tables, records and plots go")
     p.add_argument("--concurrency", type=int, default=64, help="problems in flight at once")
     p.add_argument(

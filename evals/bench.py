@@ -1,6 +1,6 @@
 """Benchmarks that print ratios measured in one run (never asserted in tests).
 
-    python -m evals.bench rollout [--questions 32] [--planner heuristic]
+    python -m evals.bench rollout [--questions 32] [--planner heuristic] [--reasoner smollm2] [--contended]
     python -m evals.bench server [--requests 64] [--concurrency 1 8 32]   (see evals/bench_server.py)
 
 The training benchmark (a MARL step against TRL's GRPOTrainer step) is `python -m trainers.bench`.
@@ -9,6 +9,7 @@ rollout:
   (a) trajectories/s for N concurrent questions (one batched graph run) vs the same N one after another;
   (b) reasoner tokens/s in step-wise rollouts vs one `model.generate` call producing the same number of
       tokens for the same batch, with and without reuse of each trajectory's prefix cache.
+`--contended` measures both quiet and beside a fixed CPU load (one busy process per core by default).
 Both runs in (a) are greedy, so they produce the same trajectories; the script checks that. Every
 graph is warmed up first, and batched timings are the median of `--repeats` runs.
 """
@@ -16,6 +17,7 @@ graph is warmed up first, and batched timings are the median of `--repeats` runs
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -24,7 +26,7 @@ import torch
 
 from evals import bench_server
 from rsim_graph.graph import build_graph, run_batch
-from rsim_graph.loading import load_planner
+from rsim_graph.loading import load_planner, reasoner_path
 from rsim_graph.reasoners.hf import HFReasoner, load_causal_lm
 from rsim_graph.strategies import StrategyLibrary
 from rsim_graph.tasks.arith import ArithWorld
@@ -40,10 +42,11 @@ def _timed(fn, repeats: int = 1):
     return out, statistics.median(times)
 
 
-def bench_rollout(args: argparse.Namespace) -> None:
+def bench_rollout(args: argparse.Namespace) -> dict:
+    """Print and return the rollout figures: (a) concurrent vs sequential, (b) step-wise vs one generate."""
     torch.set_num_threads(args.threads)
     library = StrategyLibrary.default()
-    tokenizer, model = load_causal_lm(args.reasoner)
+    tokenizer, model = load_causal_lm(reasoner_path(args.reasoner))
     questions = [p.question for p in ArithWorld(split="test").problems(args.questions)]
 
     def graph(max_cached: int = 4096):
@@ -62,8 +65,8 @@ def bench_rollout(args: argparse.Namespace) -> None:
     tokens = sum(o["usage"]["reasoner_tokens"] for o in par)
     sizes = reasoner.batcher.batch_sizes
     print(f"(a) {len(questions)} questions: sequential {len(questions) / t_seq:.2f} traj/s, "
-          f"concurrent {len(questions) / t_par:.2f} traj/s -> {t_seq / t_par:.1f}x (goal >= 8x); "
-          f"same answers: {same}; mean requests per reasoner batch {sum(sizes) / len(sizes):.1f}")
+          f"concurrent {len(questions) / t_par:.2f} traj/s -> {t_seq / t_par:.1f}x (goal >= 8x{', >= 3x contended' if args.load else ''}); "
+          f"same answers: {same}; mean requests per reasoner batch {sum(sizes) / len(sizes):.1f}", flush=True)
 
     g_nc, _ = graph(max_cached=0)
     _, t_nocache = _timed(lambda: run_batch(g_nc, questions), args.repeats)
@@ -81,13 +84,44 @@ def bench_rollout(args: argparse.Namespace) -> None:
     gen_tokens = (out.shape[1] - enc["input_ids"].shape[1]) * len(questions)
     rate, rate_nc, rate_gen = tokens / t_par, tokens / t_nocache, gen_tokens / t_gen
     print(f"(b) step-wise rollout {rate:.0f} tok/s ({tokens} tokens), without prefix-cache reuse {rate_nc:.0f} tok/s, "
-          f"one model.generate {rate_gen:.0f} tok/s ({gen_tokens} tokens) -> {rate / rate_gen:.2f}x (goal >= 0.8x); "
-          f"cache reuse gains {rate / rate_nc:.2f}x")
+          f"one model.generate {rate_gen:.0f} tok/s ({gen_tokens} tokens) -> {rate / rate_gen:.2f}x (goal >= 0.8x{', >= 0.5x contended' if args.load else ''}); "
+          f"cache reuse gains {rate / rate_nc:.2f}x", flush=True)
+    return {"a": t_seq / t_par, "b": rate / rate_gen, "traj_s": len(questions) / t_par, "tok_s": rate}
+
+
+def spin(stop) -> None:
+    """A CPU-bound loop until `stop` is set: one unit of the fixed load `--contended` runs beside the benchmark."""
+    x = 0
+    while not stop.is_set():
+        for _ in range(100_000):
+            x = (x * 1103515245 + 12345) & 0xFFFFFFFF
+
+
+def bench_contended(args: argparse.Namespace) -> None:
+    """The rollout figures on a quiet machine, then beside `--load` busy processes, measured in one run."""
+    import multiprocessing as mp
+
+    args.load = 0
+    print("quiet:", flush=True)
+    quiet = bench_rollout(args)
+    args.load = args.load_processes
+    stop = mp.Event()
+    procs = [mp.Process(target=spin, args=(stop,), daemon=True) for _ in range(args.load)]
+    for proc in procs:
+        proc.start()
+    try:
+        print(f"contended ({args.load} busy processes beside it):", flush=True)
+        busy = bench_rollout(args)
+    finally:
+        stop.set()
+        for proc in procs:
+            proc.join()
+    cores = os.cpu_count() or 1
+    print(f"contended / quiet: trajectories/s {busy['traj_s'] / quiet['traj_s']:.2f}x, step-wise tok/s {busy['tok_s'] / quiet['tok_s']:.2f}x; "
+          f"the load itself leaves a fair share of {cores / (cores + args.load):.2f}x ({cores} cores, {args.load} busy processes)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rsim_graph.loading import BUNDLED_REASONER
-
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train"]:
         command = " ".join(["python -m trainers.bench", *argv[1:]])  # evals builds on the runtime, never on the trainers
@@ -97,17 +131,22 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="bench", required=True)
     r = sub.add_parser("rollout", help="batched vs sequential rollouts; step-wise vs one generate call", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     r.add_argument("--questions", type=int, default=32, help="held-out ArithWorld questions, one trajectory each")
-    r.add_argument("--reasoner", default=str(BUNDLED_REASONER), help="the reasoner model directory")
+    r.add_argument("--reasoner", default="tiny", help="the reasoner: a model directory, tiny, smollm2, a .gguf file")
     r.add_argument("--planner", default="heuristic", help="a planner spec, as for solve")
     r.add_argument("--max_reasoning_steps", type=int, default=8, help="reasoning steps per trajectory")
     r.add_argument("--max_step_tokens", type=int, default=64, help="reasoner tokens per step")
     r.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     r.add_argument("--repeats", type=int, default=3, help="timed runs per configuration (the median is reported)")
+    r.add_argument("--contended", action="store_true", help="measure quiet, then beside --load_processes busy processes")
+    r.add_argument("--load_processes", type=int, default=os.cpu_count() or 2, help="busy processes of the --contended load")
     bench_server.add_parser(sub)
     args = p.parse_args(argv)
     if args.bench == "server":
         print(bench_server.bench_server(args))
+    elif args.contended:
+        bench_contended(args)
     else:
+        args.load = 0
         bench_rollout(args)
     return 0
 

@@ -74,15 +74,13 @@ async def _load(url: str, questions: list[str], concurrency: int, max_tokens: in
 def overhead_pairs(url: str, questions: list[str], max_tokens: int) -> list[tuple[float, float]]:
     """(server, in process) seconds for each question, the two taken back to back so that drifts in
     machine speed hit both alike. In process runs the same graph through `rsim_graph.runs`, as the server's workers do."""
-    from rsim_graph.runs import Reply, run_events
     from server.engine import load_backend
     from server.settings import ServerSettings
 
     backend = load_backend(ServerSettings())
 
     def local(q: str) -> None:
-        inputs = {"question": q, "budget": {"max_total_tokens": max_tokens}}
-        Reply(backend.library.step_delimiter).collect(run_events(backend.graph, backend.reasoner, inputs, max_tokens=max_tokens))
+        backend.reply(q, max_tokens=max_tokens, budget={"max_total_tokens": max_tokens})
 
     body = {"model": "rsim", "max_tokens": max_tokens}
     with httpx.Client(base_url=url, timeout=600) as http:

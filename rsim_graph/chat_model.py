@@ -15,6 +15,7 @@ hand it rSIM as a tool (`rsim_graph.tool.rsim_tool`).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -143,15 +144,16 @@ class RSIMChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         reply = Reply(self.delimiter, stop)
-        for event, delta in reply.follow(self._events(messages, kwargs)):
-            if not delta and reply.stopped:  # cut to nothing by a stop sequence: no chunk, as the server
-                break
-            step = {"strategy": event.strategy or "", "text": reply.steps[-1].text, "forced": event.forced}
-            # Lists in response_metadata concatenate when chunks are merged: the merged message holds every step.
-            chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta, response_metadata={"rsim": {"steps": [step]}}))
-            if run_manager:
-                run_manager.on_llm_new_token(delta, chunk=chunk)
-            yield chunk
+        with closing(reply.follow(self._events(messages, kwargs))) as steps:  # a consumer that stops early ends the run now
+            for event, delta in steps:
+                if not delta and reply.stopped:  # cut to nothing by a stop sequence: no chunk, as the server
+                    break
+                step = {"strategy": event.strategy or "", "text": reply.steps[-1].text, "forced": event.forced}
+                # Lists in response_metadata concatenate when chunks are merged: the merged message holds every step.
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta, response_metadata={"rsim": {"steps": [step]}}))
+                if run_manager:
+                    run_manager.on_llm_new_token(delta, chunk=chunk)
+                yield chunk
         injection = kwargs.get("strategy_injection", self.strategy_injection)
         trace = {k: v for k, v in reply.trace(injection).items() if k != "steps"}
         yield ChatGenerationChunk(

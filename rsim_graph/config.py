@@ -62,11 +62,11 @@ class RuntimeConfig:
         "auto", "how the reasoner sees a strategy (auto: prefill for the bundled tiny models, system for others; README: Injection formats)"
     )
     strategies: str | None = _flag(None, "a strategy library YAML (unset: the nine built-in strategies)")
-    temperature: float = _flag(0.0, "the reasoner's sampling temperature (0: greedy)")
+    temperature: float = _flag(0.0, "the reasoner's sampling temperature (0: greedy; the server: when a request sets none)")
     seed: int = _flag(0, "seeds the planner's and the reasoner's sampling")
-    max_reasoning_steps: int = _flag(12, "reasoning steps per answer, the terminating one included")
+    max_reasoning_steps: int = _flag(12, "reasoning steps per answer, the terminating one included (the server: a request's max_steps default and cap)")
     max_step_tokens: int = _flag(256, "reasoner tokens per step")
-    max_total_tokens: int = _flag(2048, "reasoner tokens per answer, all steps together")
+    max_total_tokens: int = _flag(2048, "reasoner tokens per answer, all steps together (the server: a request's max_tokens default and cap)")
     max_retries: int = _flag(2, "retries of a failed call to an OpenAI-compatible server")
 
     def __post_init__(self):
@@ -138,6 +138,7 @@ RENAMED = {
     "--max_steps": "--max_reasoning_steps (the trainers' --max_steps counts optimizer steps)",
     "--api_key": "--reasoner_api_key (in `python -m server`, --api_key is the keys its clients send)",
     "--greedy_planner": "nothing: the planner is greedy by default now (--sample_planner samples)",
+    "--max_tokens": "--max_total_tokens (the server's cap and default for a request's max_tokens)",
 }
 
 

@@ -102,8 +102,12 @@ def evaluate(
     """
     m = method if isinstance(method, Method) else resolve(method)
     config = config or RuntimeConfig()
-    # Resume only what matches: a record whose question differs (another seed, file or limit) is redone.
-    done = {i: r for i, r in read_done(records_path).items() if i < len(problems) and r["question"] == problems[i].question}
+    # Resume only what matches: a record of another question (seed, file, limit) or another run (reasoner, planner,
+    # budgets, injection, sampling) is redone.
+    run = fingerprint(m, config)
+    done = {
+        i: r for i, r in read_done(records_path).items() if i < len(problems) and r["question"] == problems[i].question and r.get("run") == run
+    }
     todo = [(i, p) for i, p in enumerate(problems) if i not in done]
     runtime = None
     if todo:  # the method's planner on the given reasoner; a reasoner-alone method never calls it
@@ -122,6 +126,7 @@ def evaluate(
                 for r in recs:  # runs share batched passes: wall time per run
                     r["seconds"] = 0.0 if r["error"] else (time.perf_counter() - t) / len(part)
                 for r in recs:
+                    r["run"] = run
                     done[r["index"]] = r
                     correct += r["correct"]
                     if out:
@@ -135,6 +140,13 @@ def evaluate(
             out.close()
     records = [done[i] for i in range(len(problems)) if i in done]
     return summarize(m.name, records, library), records
+
+
+def fingerprint(method: Method, config: RuntimeConfig) -> dict:
+    """What makes two records of one problem comparable: the method and every runtime setting that changes an answer."""
+    keys = ("reasoner", "reasoner_base_url", "reasoner_model", "reasoner_mode", "injection", "strategies", "temperature", "seed",
+            "max_reasoning_steps", "max_step_tokens", "max_total_tokens", "sample_planner")
+    return {"method": method.name, "planner": method.planner, "system_prompt": method.system_prompt, **{k: getattr(config, k) for k in keys}}
 
 
 def _base(i: int, p: Problem) -> dict:
@@ -152,7 +164,7 @@ def _record(i: int, p: Problem, runtime: Runtime, injection: bool, history: list
         return _failed(i, p, p.meta["error"])
     sampling = {"seed": runtime.config.seed}
     try:
-        reply = runtime.reply(p.question, injection=injection, history=history, sampling=sampling)
+        reply = runtime.reply(p.question, strategy_injection=injection, history=history, sampling=sampling)
     except Exception as e:  # noqa: BLE001 - one problem's failure (a bad row, a backend error) is recorded; the run goes on
         return _failed(i, p, str(e) if isinstance(e, RSIMError) else f"{type(e).__name__}: {e}")
     pred = extract_answer(reply.content)

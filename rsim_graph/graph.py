@@ -101,14 +101,16 @@ def start(state: RSIMState, *, library: StrategyLibrary) -> dict:
     question = clean_text(state.get("question") or "", library)
     if not question.strip():
         raise InputError("the question is empty once strategy prompts and control tokens are removed: pass the problem to solve")
+    # A thread's earlier question, finished or cut off mid-way (a cancelled run), never continues into this one.
+    earlier = bool(state.get("steps")) or state.get("answer") is not None
     update: dict = {
-        "trajectory_id": uuid.uuid4().hex if state.get("answer") is not None else state.get("trajectory_id") or uuid.uuid4().hex,
+        "trajectory_id": uuid.uuid4().hex if earlier else state.get("trajectory_id") or uuid.uuid4().hex,
         "question": question,
     }
     if state.get("history"):
         update["history"] = [{**t, "content": clean_text(t.get("content") or "", library)} for t in state["history"]]
-    if state.get("answer") is not None:  # the thread's previous question is done; this is a new one
-        update.update(steps=Overwrite([]), answer=None, stop_reason=None, question_ids=None, usage=None)
+    if earlier:
+        update.update(steps=Overwrite([]), pending=None, answer=None, stop_reason=None, question_ids=None, usage=None)
     return update
 
 

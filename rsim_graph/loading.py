@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,15 @@ def resolve_injection(injection: str, reasoner: str | None, base_url: str | None
     return "prefill" if is_bundled(reasoner, base_url) else "system"
 
 
+def injection_for(config: RuntimeConfig, reasoner: Reasoner, *, loaded: bool) -> str:
+    """`config.injection` resolved for `reasoner`: by its tokenizer when it has one, else by the spec it was loaded
+    from; a reasoner object handed in without a tokenizer (a chat model) is not one of the tiny models."""
+    tokenizer = getattr(reasoner, "tokenizer", None)  # HF and vLLM reasoners have one; chat-model reasoners do not
+    if tokenizer is None and not loaded:
+        return "system" if config.injection == "auto" else config.injection
+    return resolve_injection(config.injection, config.reasoner, config.reasoner_base_url, tokenizer)
+
+
 def is_bundled(reasoner: str | None, base_url: str | None = None) -> bool:
     """Whether a reasoner spec names one of the bundled tiny models (unset included)."""
     return not (reasoner or base_url) or reasoner in TINY_REASONERS or Path(reasoner or "").expanduser().resolve().is_relative_to(ASSETS)
@@ -90,9 +100,10 @@ def load_planner(
     library: StrategyLibrary,
     *,
     seed: int | None = None,
-    greedy: bool = False,
+    greedy: bool = True,
     base_url: str | None = None,
     api_key: str | None = None,
+    max_retries: int = 1,
 ) -> Planner:
     """Build a planner from `spec` (see `PLANNER_SPECS`)."""
     spec = spec or default_planner_spec()
@@ -123,7 +134,7 @@ def load_planner(
         model = spec.removeprefix("prompt:")
         if not base_url:
             raise InputError(f"planner {spec!r} needs an OpenAI-compatible server: pass --planner_base_url (or --reasoner_base_url)")
-        return PromptPlanner(ChatOpenAI(model=model, base_url=base_url, api_key=api_key or "EMPTY", max_retries=1, timeout=60))
+        return PromptPlanner(ChatOpenAI(model=model, base_url=base_url, api_key=api_key or "EMPTY", max_retries=max_retries, timeout=60))
     path = planner_path(spec)
     if not path.exists():
         raise CheckpointError(f"planner {spec!r} is neither a directory nor a known planner; pass {PLANNER_SPECS}")
@@ -187,11 +198,17 @@ class Runtime:
     library: StrategyLibrary
     config: RuntimeConfig
 
-    def events(self, question: str, *, injection: bool = True, **inputs) -> Iterator[Event]:
-        """One run's events (`runs.run_events`); `inputs` are further state keys (`history`, `sampling`, `budget`)."""
+    def events(
+        self, question: str, *, strategy_injection: bool = True, max_tokens: int | None = None, cancel: threading.Event | None = None, **inputs
+    ) -> Iterator[Event]:
+        """One run's events (`runs.run_events`): through the graph, or the reasoner alone (`strategy_injection=False`,
+        `max_tokens`, default `max_total_tokens`); `inputs` are further state keys (`history`, `sampling`, `budget`)."""
         from rsim_graph.runs import run_events
 
-        return run_events(self.graph, self.reasoner, {**inputs, "question": question}, injection=injection, max_tokens=self.config.max_total_tokens)
+        return run_events(
+            self.graph, self.reasoner, {**inputs, "question": question}, injection=strategy_injection,
+            max_tokens=max_tokens or self.config.max_total_tokens, cancel=cancel,
+        )
 
     def reply(self, question: str, *, stops: list[str] | None = None, **kwargs) -> Reply:
         """Answer `question`: the finished `runs.Reply` (content, trace, `done`); `kwargs` as for `events`."""
@@ -220,16 +237,16 @@ def load_runtime(
     library = library or load_strategies(config.strategies)
     base_url = config.planner_base_url or config.reasoner_base_url
     planner = planner or load_planner(
-        config.planner, library, seed=config.seed, greedy=not config.sample_planner, base_url=base_url, api_key=config.reasoner_api_key
+        config.planner, library, seed=config.seed, greedy=not config.sample_planner, base_url=base_url, api_key=config.reasoner_api_key,
+        max_retries=config.max_retries,
     )
+    given = reasoner
     reasoner = reasoner or load_reasoner(
         config.reasoner, base_url=config.reasoner_base_url, model_name=config.reasoner_model, api_key=config.reasoner_api_key,
         mode=config.reasoner_mode, temperature=config.temperature, seed=config.seed, max_retries=config.max_retries,
     )
     graph = build_graph(
         planner, reasoner, library, max_steps=config.max_reasoning_steps, max_step_tokens=config.max_step_tokens,
-        max_total_tokens=config.max_total_tokens,
-        injection=resolve_injection(config.injection, config.reasoner, config.reasoner_base_url, getattr(reasoner, "tokenizer", None)),
-        checkpointer=checkpointer,
+        max_total_tokens=config.max_total_tokens, injection=injection_for(config, reasoner, loaded=given is None), checkpointer=checkpointer,
     )
     return Runtime(graph, planner, reasoner, library, config)

@@ -77,7 +77,7 @@ def run_events(
 
 class Reply:
     """One reply's text from step events: steps joined by the step delimiter, cut at the first stop
-    sequence (the caller then stops the run).
+    sequence (`follow` then closes the run).
 
     Args:
         delimiter (`str`): what joins steps.

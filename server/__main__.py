@@ -16,21 +16,19 @@ import sys
 from pydantic import ValidationError
 from pydantic_settings import CliApp, SettingsError
 
+from rsim_graph.config import RENAMED
 from server.settings import ServerSettings
 
 # Seconds that in-flight requests get to finish after SIGTERM/Ctrl-C before they are cancelled.
 SHUTDOWN_GRACE_S = 30
 
 
-# The server's flags renamed to the runtime's shared names (`rsim_graph.config.RuntimeConfig`).
-RENAMED = {"--max_tokens": "--max_total_tokens", "--max_steps": "--max_reasoning_steps"}
-
-
 def parse(argv: list[str] | None) -> ServerSettings:
     argv = argv if argv is not None else sys.argv[1:]
     for arg in argv:
-        if arg.split("=")[0] in RENAMED:
-            raise SettingsError(f"{arg.split('=')[0]} is renamed; pass {RENAMED[arg.split('=')[0]]} (the name solve and evals use)")
+        flag = arg.split("=")[0]
+        if flag in RENAMED and flag != "--api_key":  # here --api_key is the clients' keys
+            raise SettingsError(f"{flag} is renamed; pass {RENAMED[flag]}")
     return CliApp.run(ServerSettings, cli_args=argv, cli_settings_source=None)
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from rsim_graph.events import StepWritten
 from rsim_graph.loading import Runtime, load_runtime
-from rsim_graph.runs import Reply, run_events
+from rsim_graph.runs import Reply
 from rsim_graph.state import Budget, ChatTurn, Sampling
 from server.settings import ServerSettings
 
@@ -50,7 +50,7 @@ class Job:
 
 
 class Engine:
-    """Admission control and async access to `run_job`.
+    """Admission control and async access to runs (`Runtime.events`, `runs.Reply.follow`).
 
     Args:
         backend (`Runtime`): what runs the requests.
@@ -107,8 +107,10 @@ class Engine:
 
         def work() -> None:
             try:
-                inputs = {"question": job.question, "history": job.history, "sampling": job.sampling, "budget": job.budget}
-                events = run_events(self.backend.graph, self.backend.reasoner, inputs, injection=job.injection, max_tokens=job.max_tokens, cancel=cancel)
+                events = self.backend.events(
+                    job.question, strategy_injection=job.injection, max_tokens=job.max_tokens, cancel=cancel,
+                    history=job.history, sampling=job.sampling, budget=job.budget,
+                )
                 for step, delta in reply.follow(events):
                     loop.call_soon_threadsafe(queue.put_nowait, (step, delta))
             except BaseException as e:  # noqa: BLE001 - re-raised on the event loop below

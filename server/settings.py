@@ -6,17 +6,25 @@ ArithWorld models, offline.
 
 from __future__ import annotations
 
+import os
+
 from pydantic import Field, create_model, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rsim_graph.config import RuntimeConfig, config_from, runtime_settings_fields
+
+# The variables renamed when the server's flags took the runtime's shared names.
+RENAMED_ENV = {"RSIM_MAX_TOKENS": "RSIM_MAX_TOTAL_TOKENS", "RSIM_MAX_STEPS": "RSIM_MAX_REASONING_STEPS"}
 
 # The runtime's flags (`RuntimeConfig`: the same names, meanings and defaults as solve and evals), as settings.
 RuntimeSettings = create_model("RuntimeSettings", __base__=BaseSettings, **runtime_settings_fields())
 
 
 class ServerSettings(RuntimeSettings):
-    model_config = SettingsConfigDict(env_prefix="RSIM_", extra="forbid", cli_kebab_case=False, cli_prog_name="python -m server")
+    # Implicit flags: `--sample_planner` alone, as solve and evals take it.
+    model_config = SettingsConfigDict(
+        env_prefix="RSIM_", extra="forbid", cli_kebab_case=False, cli_prog_name="python -m server", cli_implicit_flags=True
+    )
 
     host: str = Field("127.0.0.1", description="interface to listen on (0.0.0.0 for all)")
     port: int = Field(8000, ge=0, le=65535, description="port to listen on")
@@ -33,6 +41,9 @@ class ServerSettings(RuntimeSettings):
 
     @model_validator(mode="after")
     def _check(self) -> ServerSettings:
+        for old, new in RENAMED_ENV.items():
+            if old in os.environ:
+                raise ValueError(f"the environment variable {old} is renamed; set {new} (the flag solve and evals share)")
         self.runtime()  # the runtime's own checks, with their what/why/how-to-fix messages
         return self
 

@@ -18,7 +18,7 @@ from server.settings import ServerSettings
 
 
 def fake_backend(reasoner, plan=("understand", "deep-think"), *, max_steps: int = 12, max_step_tokens: int = 32) -> Runtime:
-    config = RuntimeConfig(max_reasoning_steps=max_steps, max_step_tokens=max_step_tokens)
+    config = RuntimeConfig(max_reasoning_steps=max_steps, max_step_tokens=max_step_tokens, injection="prefill")  # the fakes' format
     return load_runtime(config, planner=ScriptedPlanner(list(plan)), reasoner=reasoner, library=StrategyLibrary.default())
 
 

@@ -16,6 +16,7 @@ from rsim_graph.chat_model import RSIMChatModel
 from rsim_graph.errors import InputError
 from rsim_graph.graph import build_graph
 from rsim_graph.planners.simple import ScriptedPlanner
+from rsim_graph.strategies import STEP_PROTOCOL
 from rsim_graph.tool import rsim_tool
 
 TEXTS = {"understand": "Known: 2 and 3.", "deep-think": "2+3 = 5"}
@@ -82,7 +83,9 @@ def test_batch_history_stop_and_options(llm, reasoner):
     reasoner.requests.clear()
     llm.invoke([SystemMessage("Be brief."), HumanMessage("hi"), AIMessage("hello"), HumanMessage("2+3?")], temperature=0.7, seed=3)
     req = reasoner.requests[0]
-    assert req.history == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    # A reasoner without a tokenizer is a chat model: `auto` injection is `system`, the step protocol after the caller's own.
+    protocol = {"role": "system", "content": "Be brief.\n\n" + STEP_PROTOCOL}
+    assert req.history == [protocol, {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
     assert (req.question, req.temperature, req.seed) == ("2+3?", 0.7, 3)
     reasoner.requests.clear()
     cut = llm.invoke("2+3?", stop=["= 5"])
@@ -163,3 +166,17 @@ def test_checkpointer_threads_keep_each_question_apart(reasoner):
     assert any(h.values.get("answer") == "5" for h in history)  # the first question stays in the thread
     other = graph.invoke({"question": "What is 1+1?"}, {"configurable": {"thread_id": "t2"}})
     assert len(other["steps"]) == 2
+
+
+def test_a_question_after_a_cancelled_run_on_a_thread_starts_afresh(reasoner):
+    graph = build_graph(ScriptedPlanner(["understand", "deep-think", "validate"]), reasoner, checkpointer=InMemorySaver())
+    cfg = {"configurable": {"thread_id": "t"}}
+    for chunk in graph.stream({"question": "What is 2+3?"}, cfg, stream_mode="updates"):
+        if "reason" in chunk:
+            break  # the client went away after the first step
+    assert len(graph.get_state(cfg).values["steps"]) == 1 and graph.get_state(cfg).values.get("answer") is None
+    reasoner.requests.clear()
+    out = graph.invoke({"question": "What is 3+4?"}, cfg)
+    assert reasoner.requests[0].steps == [] and reasoner.requests[0].question == "What is 3+4?"  # nothing of the cut-off run
+    assert [s["strategy"] for s in out["steps"]] == ["understand", "deep-think", "validate", "terminate"]
+    assert out["question"] == "What is 3+4?" and out["stop_reason"] == "terminate"

@@ -12,6 +12,7 @@ from conftest import OpenAIHandler, ScriptedReasoner
 from evals.__main__ import main
 from rsim_graph import loading
 from rsim_graph.code_exec import run_program
+from rsim_graph.config import RuntimeConfig
 from rsim_graph.errors import CheckpointError
 from rsim_graph.evaluation import evaluate, read_done
 from rsim_graph.loading import BUNDLED_PLANNER
@@ -55,6 +56,9 @@ def test_resume_skips_recorded_problems(tmp_path, library):
     summary, records = evaluate("none", problems, reasoner, library, records_path=path)
     assert len(reasoner.requests) == 2 and summary.n == 6 and [r["index"] for r in records] == list(range(6))
     assert sorted(read_done(path)) == list(range(6))  # the torn line was cut, not glued to the next record
+    reasoner.requests.clear()
+    evaluate("none", problems, reasoner, library, RuntimeConfig(max_step_tokens=64), records_path=path)
+    assert len(reasoner.requests) == 6  # other budgets: nothing recorded matches, every problem is run again
 
 
 def test_custom_fields_and_a_bad_row(tmp_path, library):

@@ -129,3 +129,28 @@ def test_the_server_refuses_bad_flags_in_one_line(capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_auto_injection_follows_the_reasoner():
+    from conftest import ScriptedReasoner
+
+    from rsim_graph.config import RuntimeConfig
+    from rsim_graph.loading import injection_for
+    from rsim_graph.tiny import build_tokenizer
+
+    class Tokenized(ScriptedReasoner):
+        def __init__(self, tokenizer):
+            super().__init__()
+            self.tokenizer = tokenizer
+
+    auto = RuntimeConfig()
+    assert injection_for(auto, ScriptedReasoner(), loaded=False) == "system"  # a chat model handed in
+    assert injection_for(auto, Tokenized(build_tokenizer()), loaded=False) == "prefill"  # rSIM's tiny tokenizer
+    assert injection_for(RuntimeConfig(injection="headers"), ScriptedReasoner(), loaded=False) == "headers"
+    assert injection_for(RuntimeConfig(reasoner="smollm2"), ScriptedReasoner(), loaded=True) == "system"
+
+
+def test_the_paper_recipes_pin_the_papers_injection():
+    for name in ("qwen2.5-0.5b_planner-0.5b_math", "qwen2.5-0.5b_planner-7b_math", "llama-3.2-1b_math"):
+        recipe = yaml.safe_load((Path(__file__).parents[1] / "trainers" / "recipes" / f"{name}.yaml").read_text())
+        assert recipe["injection"] == "prefill", name

@@ -25,9 +25,12 @@ logger = logging.getLogger(__name__)
 class TaskArguments:
     """What to train on and how to evaluate afterwards."""
 
-    task: str = field(
-        default="arith",
-        metadata={"help": "An ArithWorld task ('arith', 'arith-easy'), a benchmark ('gsm8k', 'math500', ...), a JSON Lines file, or a Hugging Face dataset id."},
+    task: str | None = field(
+        default=None,
+        metadata={
+            "help": "An ArithWorld task ('arith', 'arith-easy'), a benchmark ('gsm8k', 'math500', ...), a JSON Lines file, or a Hugging "
+            "Face dataset id (unset: arith, or a custom task with --data_file alone, as in evals)."
+        },
     )
     data_file: str | None = field(default=None, metadata={"help": "A local JSON Lines copy of the task (a benchmark keeps its fields and answer format)."})
     dataset_split: str = field(default="train", metadata={"help": "Split of the task: ArithWorld's train or test, or the hub dataset's."})
@@ -37,6 +40,9 @@ class TaskArguments:
     train_size: int = field(default=20_000, metadata={"help": "Training problems (0: the whole dataset)."})
     eval_limit: int = field(default=200, metadata={"help": "Held-out ArithWorld problems for the before/after table (0: skip)."})
     max_train_seconds: float | None = field(default=None, metadata={"help": "Stop training after this many seconds."})
+
+    def __post_init__(self):
+        self.task = self.task or ("custom" if self.data_file else "arith")  # a data file alone is a custom task
 
 
 def load_model(model_name_or_path: str | None, dtype: str | None = None, attn_implementation: str | None = None):

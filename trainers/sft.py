@@ -27,9 +27,10 @@ from datasets import Dataset
 from transformers import set_seed
 from trl import ModelConfig, SFTConfig, SFTTrainer
 
+from rsim_graph.config import runtime_field
 from rsim_graph.errors import InputError
 from rsim_graph.graph import build_graph, protocol_history, run_batch
-from rsim_graph.loading import load_planner
+from rsim_graph.loading import load_planner, resolve_injection
 from rsim_graph.planners.base import Planner
 from rsim_graph.reasoners.hf import HFReasoner
 from rsim_graph.rewards import accuracy_reward, format_reward
@@ -46,9 +47,11 @@ class SFTScriptArguments(TaskArguments):
     warmup_size: int = field(default=1000, metadata={"help": "Warm-up samples to select (paper: about 1,000)."})
     planner: str | None = field(default=None, metadata={"help": "Planner that samples the strategies: a planner spec as for solve (unset: tiny-init, the bundled untrained planner)."})
     temperature: float = field(default=1.0, metadata={"help": "The reasoner's sampling temperature for the warm-up rollouts."})
-    max_reasoning_steps: int = field(default=12, metadata={"help": "Steps per warm-up trajectory."})
-    max_step_tokens: int = field(default=96, metadata={"help": "Reasoner tokens per step."})
-    strategies: str | None = field(default=None, metadata={"help": "Strategy library YAML."})
+    # The runtime's flags (`rsim_graph.config.RuntimeConfig`), as solve, the server, evals and trainers.marl take them.
+    max_reasoning_steps: int = runtime_field("max_reasoning_steps")
+    max_step_tokens: int = runtime_field("max_step_tokens")
+    injection: str = runtime_field("injection")
+    strategies: str | None = runtime_field("strategies")
 
 
 def tokenize_sample(
@@ -115,9 +118,10 @@ def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: 
     data = task_dataset(script_args, n=script_args.train_size, seed=training_args.seed)
     planner = load_planner(script_args.planner or "tiny-init", library, seed=training_args.seed)
     sampler = HFReasoner(model.eval(), tokenizer, temperature=script_args.temperature, seed=training_args.seed)
+    injection = resolve_injection(script_args.injection, model_args.model_name_or_path, None, tokenizer)
     samples, drawn = collect_warmup(
         planner, sampler, library, data["prompt"], data["solution"], script_args.warmup_size, seed=training_args.seed,
-        max_steps=script_args.max_reasoning_steps, max_step_tokens=script_args.max_step_tokens,
+        max_steps=script_args.max_reasoning_steps, max_step_tokens=script_args.max_step_tokens, injection=injection,
     )
     logger.info("warm-up set: %d samples from %d rollouts", len(samples), drawn)
     if not samples:
@@ -125,7 +129,7 @@ def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: 
             f"none of {drawn} rollouts was correctly formatted and incorrectly solved, so there is nothing to warm up on; "
             "draw more questions (--train_size) or sample more freely (--temperature)"
         )
-    run_warmup(sampler, samples, library, training_args)
+    run_warmup(sampler, samples, library, training_args, injection)
     trainer_out = Path(training_args.output_dir) / "reasoner"
     model.save_pretrained(trainer_out)
     tokenizer.save_pretrained(trainer_out)

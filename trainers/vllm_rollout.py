@@ -34,7 +34,6 @@ class LockstepServerReasoner(TokenPrompts):
         self.temperature, self.top_p = temperature, top_p
         self.batcher = MicroBatcher(self.generate_batch, max_batch=1024)
 
-
     def step(self, request: StepRequest) -> StepOutput:
         return self.batcher(request)
 

@@ -56,7 +56,6 @@ class VLLMReasoner(TokenPrompts):
         self.batcher = MicroBatcher(self.generate_batch, max_batch=256)
         return self
 
-
     def step(self, request: StepRequest) -> StepOutput:
         return self.batcher(request)
 

@@ -119,7 +119,7 @@ def read_hub(dataset_id: str, config: str | None, split: str, limit: int | None)
 
     try:
         ds = load_dataset(dataset_id, config, split=split)
-    except (OSError, ValueError) as e:  # not found, offline, no such config or split
+    except Exception as e:  # noqa: BLE001 - not found, offline (httpx errors are no OSError), no such config or split: one line and the way out
         where = f"{dataset_id} ({'config ' + config + ', ' if config else ''}split {split})"
         raise InputError(
             f"cannot load {where}: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]}; check the id, config and split, "
