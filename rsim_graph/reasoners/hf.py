@@ -289,8 +289,10 @@ class HFReasoner(TokenPrompts):
         active = list(range(B))  # batch row -> request index; finished rows leave the batch
         next_pos = pos[:, -1] + 1
         for _ in range(max(max_new)):
+            # logits_to_keep=1: the vocabulary projection of the last position only, as `generate` does; a step's
+            # first pass feeds the whole injected prompt (or question), and a 49k-token vocabulary made the rest costly.
             logits = self.model(
-                input_ids=input_ids, attention_mask=mask, position_ids=pos, past_key_values=past, use_cache=True
+                input_ids=input_ids, attention_mask=mask, position_ids=pos, past_key_values=past, use_cache=True, logits_to_keep=1
             ).logits[:, -1, :].float()  # (A, V)
             tok, lp = self._sample(logits, sampling[:1] if shared else [sampling[i] for i in active])
             finished = []
