@@ -154,6 +154,7 @@ def main(script_args: MARLScriptArguments, training_args: MARLConfig, model_args
     tokenizer, model = load_model(model_args.model_name_or_path, model_args.dtype, model_args.attn_implementation)
     model = apply_lora(model, model_args, script_args.lora_last_layers)
     training_args.injection = resolve_injection(training_args.injection, model_args.model_name_or_path, None, tokenizer)  # the warm-up's too
+    greedy = eval_config(training_args.max_completion_length, training_args.max_step_tokens, training_args.injection)  # validation and the before/after tables
     # train_size 0 means the whole set; validation rows come off its end either way
     data = task_dataset(script_args, n=script_args.train_size and script_args.train_size + script_args.validation_size, seed=training_args.seed)
     if script_args.validation_size >= len(data):
@@ -169,7 +170,7 @@ def main(script_args: MARLScriptArguments, training_args: MARLConfig, model_args
     arith = script_args.task == "arith" and script_args.eval_limit > 0
     before = {}
     if arith and not resume and training_args.process_index == 0:
-        before = evaluation(script_args, eval_config(training_args.max_completion_length, training_args.max_step_tokens, training_args.injection), model, tokenizer, library, script_args.planner or "tiny-init")
+        before = evaluation(script_args, greedy, model, tokenizer, library, script_args.planner or "tiny-init")
     warmup = {}
     if script_args.warmup and not resume:
         warmup = warm_up(script_args, training_args, model, tokenizer, planner, library, dataset)
@@ -181,7 +182,7 @@ def main(script_args: MARLScriptArguments, training_args: MARLConfig, model_args
     validation = None
     if script_args.validation_size and script_args.validation_steps:
         problems = [Problem(q, a) for q, a in zip(held["prompt"], held["solution"], strict=True)]
-        limits = {"max_steps": 12, "max_step_tokens": training_args.max_step_tokens, "max_total_tokens": training_args.max_completion_length}
+        limits = {"max_steps": greedy.max_reasoning_steps, "max_step_tokens": greedy.max_step_tokens, "max_total_tokens": greedy.max_total_tokens}
         validation = Validation(trainer, problems, script_args.validation_steps, limits)
         if resume:
             validation.restore()
@@ -204,7 +205,7 @@ def main(script_args: MARLScriptArguments, training_args: MARLConfig, model_args
     report = f"trained planner: {out / 'planner'}  (python -m rsim_graph solve --planner {out / 'planner'} \"12+7*3\")"
     if arith:
         initial = model_args.model_name_or_path or str(bundled(BUNDLED_REASONER))
-        after = evaluation(script_args, eval_config(training_args.max_completion_length, training_args.max_step_tokens, training_args.injection), model, tokenizer, library, str(out / "planner"), initial_reasoner=initial)
+        after = evaluation(script_args, greedy, model, tokenizer, library, str(out / "planner"), initial_reasoner=initial)
         record.update(before=before, after=after)
         report = table(before, after) + "\n" + report
     record["total_seconds"] = round(time.perf_counter() - started, 1)
