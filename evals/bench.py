@@ -1,6 +1,6 @@
 """Benchmarks that print ratios measured in one run (never asserted in tests).
 
-    python -m evals.bench rollout [--questions 32] [--planner heuristic] [--reasoner smollm2] [--contended]
+    python -m evals.bench rollout [--questions 32] [--planner tiny] [--reasoner smollm2] [--contended]
     python -m evals.bench server [--requests 64] [--concurrency 1 8 32]   (see evals/bench_server.py)
 
 The training benchmark (a MARL step against TRL's GRPOTrainer step) is `python -m trainers.bench`.
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("rollout", help="batched vs sequential rollouts; step-wise vs one generate call", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     r.add_argument("--questions", type=int, default=32, help="held-out ArithWorld questions, one trajectory each")
     r.add_argument("--reasoner", default="tiny", help="the reasoner: a model directory, tiny, smollm2, a .gguf file")
-    r.add_argument("--planner", default="heuristic", help="a planner spec, as for solve")
+    r.add_argument("--planner", default="tiny", help="a planner spec, as for solve (tiny: the bundled learned planner)")
     r.add_argument("--max_reasoning_steps", type=int, default=8, help="reasoning steps per trajectory")
     r.add_argument("--max_step_tokens", type=int, default=64, help="reasoner tokens per step")
     r.add_argument("--threads", type=int, default=2, help="torch intra-op threads")

@@ -200,8 +200,8 @@ def reason(
     return update
 
 
-def check(state: RSIMState, writer: StreamWriter, *, reasoner: Reasoner, library: StrategyLibrary) -> dict:
-    """After a terminating step: extract the answer, record why the run stopped, free the reasoner's cache."""
+def check(state: RSIMState, writer: StreamWriter, *, reasoner: Reasoner, library: StrategyLibrary, planner: Planner | None = None) -> dict:
+    """After a terminating step: extract the answer, record why the run stopped, free the agents' caches."""
     last = state["steps"][-1]
     if last["strategy"] != library.terminal_id:
         return {}
@@ -212,6 +212,8 @@ def check(state: RSIMState, writer: StreamWriter, *, reasoner: Reasoner, library
     stop_reason = state.get("stop_reason") or "terminate"
     if state.get("trajectory_id"):
         reasoner.release(state["trajectory_id"])
+        if hasattr(planner, "release"):  # a learned planner keeps a prefix cache per trajectory; rule-based ones keep nothing
+            planner.release(state["trajectory_id"])
     spent = usage(state)
     writer(finished(answer, stop_reason, spent))
     return {"answer": answer, "stop_reason": stop_reason, "usage": spent}
@@ -257,7 +259,7 @@ def build_graph(
     g.add_node("plan", partial(plan, planner=planner, library=library, limits=limits))
     g.add_node("inject", partial(inject, library=library, injection=injection))
     g.add_node("reason", partial(reason, reasoner=reasoner, library=library, limits=limits, injection=injection))
-    g.add_node("check", partial(check, reasoner=reasoner, library=library))
+    g.add_node("check", partial(check, reasoner=reasoner, library=library, planner=planner))
     g.add_edge(START, "start")
     g.add_edge("start", "plan")
     g.add_edge("plan", "inject")

@@ -28,10 +28,10 @@ def test_step_outputs_tokens_and_logprobs(hf_reasoner, library):
 def test_prefix_cache_reuse_matches_recomputation(hf_reasoner, library):
     first = [request(library, i) for i in range(3)]
     outs = hf_reasoner.generate_batch(first)
-    assert set(hf_reasoner._cache) == {"t0", "t1", "t2"}
+    assert set(hf_reasoner.cache.keys()) == {"t0", "t1", "t2"}
     second = [request(library, i, [as_step(first[i], outs[i])], "validate") for i in range(3)]
     cached = hf_reasoner.generate_batch(second)
-    hf_reasoner._cache.clear()
+    hf_reasoner.cache.clear()
     fresh = hf_reasoner.generate_batch(second)
     single = hf_reasoner.generate_batch(second[1:2])  # batching does not change a row's result
     for a, b in zip(cached, fresh, strict=True):
@@ -57,7 +57,7 @@ def test_stops_at_the_delimiter(tiny_lm, tokenizer, library):
 def test_release_drops_the_cache(hf_reasoner, library):
     hf_reasoner.generate_batch([request(library, 1)])
     hf_reasoner.release("t1")
-    assert "t1" not in hf_reasoner._cache
+    assert "t1" not in hf_reasoner.cache
 
 
 def test_missing_model_path_names_the_path(tmp_path):
@@ -79,7 +79,7 @@ def test_loads_a_saved_model(tiny_lm_dir, library):
 def test_complete_answers_with_nothing_injected(hf_reasoner):
     out = hf_reasoner.complete("What is 1+1?", 5)
     assert out.prompt_ids == [] and 1 <= len(out.completion_ids) <= 5
-    assert hf_reasoner._cache == {}  # no trajectory, nothing cached
+    assert len(hf_reasoner.cache) == 0  # no trajectory, nothing cached
 
 
 def test_saved_tokenizer_round_trips_in_a_model_dir(tiny_lm_dir, tokenizer):

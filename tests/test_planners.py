@@ -104,3 +104,53 @@ def test_random_planner_is_reproducible_per_run_seed(library):
     assert len(set(picks)) == 1  # any instance, any order: the same draw for the same run seed and step
     others = {RandomPlanner().choose({**state, "sampling": {"seed": s}}, library).strategy for s in range(40)}
     assert len(others) > 3  # but it is still a uniform draw across seeds
+
+
+def _grow(question: str, n: int, length: int = 30) -> list[dict]:
+    """States of one trajectory after 0..n steps."""
+    steps = [{"strategy": "deep-think", "text": f"step {i}: " + "x+y=z " * (length // 6)} for i in range(n)]
+    return [{"question": question, "steps": steps[:k], "trajectory_id": "t-" + question} for k in range(n + 1)]
+
+
+@pytest.mark.parametrize("max_length", [512, 60])  # 60: the texts are cut, and only the question is reused
+def test_incremental_choices_match_a_full_read(tiny_backbone, tokenizer, library, max_length):
+    planner = PolicyPlanner(tiny_backbone, tokenizer, library, max_length=max_length).eval()
+    fed = []
+    real = planner.backbone.forward
+
+    def counting(*args, **kwargs):
+        fed.append(kwargs["input_ids"].shape[1])
+        return real(*args, **kwargs)
+
+    planner.backbone.forward = counting
+    trajectories = [_grow("What is 2+2?", 4), _grow("Compute 17*3 then add 9.", 4, length=12)]
+    for k in range(5):  # both trajectories choose together, step by step, as concurrent runs do
+        states = [t[k] for t in trajectories]
+        cached = planner.choice_log_probs(states)
+        with torch.no_grad():
+            full = planner.log_probs(states)
+        assert cached.shape == (2, len(library))
+        assert torch.allclose(cached, full, atol=1e-5), (k, (cached - full).abs().max())
+    cached_reads, full_reads = fed[0::2], fed[1::2]
+    if max_length == 512:  # after the first choice only the new step is fed: constant work while a full read grows
+        assert len(set(cached_reads[1:])) == 1 and cached_reads[1] < full_reads[1], (cached_reads, full_reads)
+        assert full_reads[-1] > 3 * cached_reads[-1]
+    assert planner.cache.keys() == {"t-What is 2+2?", "t-Compute 17*3 then add 9."}
+    planner.release("t-What is 2+2?")
+    assert planner.cache.keys() == {"t-Compute 17*3 then add 9."}
+
+
+def test_a_run_releases_the_planner_cache_and_matches_an_uncached_planner(tiny_backbone, tokenizer, library):
+    cached = PolicyPlanner(tiny_backbone, tokenizer, library, greedy=True).eval()
+    plain = PolicyPlanner(tiny_backbone, tokenizer, library, greedy=True, max_cached=0).eval()
+    with torch.no_grad():
+        cached.head.bias[library.index("terminate")] = -5.0  # runs of several steps, ended by the step limit
+    plain.head.load_state_dict(cached.head.state_dict())
+    runs = [run_batch(build_graph(p, ScriptedReasoner(), max_steps=6), ["a", "b", "c"]) for p in (cached, plain)]
+    for a, b in zip(*runs, strict=True):
+        assert [s["strategy"] for s in a["steps"]] == [s["strategy"] for s in b["steps"]]
+        for sa, sb in zip(a["steps"], b["steps"], strict=True):
+            if not sa["forced"]:
+                assert sa["planner_logprob"] == pytest.approx(sb["planner_logprob"], abs=1e-5)
+    assert any(len(out["steps"]) > 1 for out in runs[0])
+    assert len(cached.cache) == 0 and len(plain.cache) == 0  # finished runs free their caches; max_cached=0 keeps none

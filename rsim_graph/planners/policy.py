@@ -19,6 +19,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from rsim_graph.batching import MicroBatcher
 from rsim_graph.errors import CheckpointError
+from rsim_graph.kvcache import Cached, PrefixStore, padded_batch, row_layers
 from rsim_graph.models import resolve_model
 from rsim_graph.planners.base import PlannerChoice, planner_text
 from rsim_graph.state import RSIMState
@@ -65,6 +66,8 @@ class PolicyPlanner(nn.Module):
             instead of the backbone's weights.
         backbone_spec (`str`, *optional*): the model spec the backbone was loaded from (`smollm2`, a path or
             hub id); a frozen planner's checkpoint names it, and loading reads the backbone from it.
+        max_cached (`int`, *optional*, defaults to `4096`): trajectories whose prefix cache is kept (LRU); a
+            choice reads only the tokens its trajectory added since its last choice. 0 re-reads everything.
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class PolicyPlanner(nn.Module):
         chunk: int = 64,
         freeze_backbone: bool = False,
         backbone_spec: str | None = None,
+        max_cached: int = 4096,
     ):
         super().__init__()
         self.backbone = backbone
@@ -96,6 +100,7 @@ class PolicyPlanner(nn.Module):
         if seed is not None:
             self.generator.manual_seed(seed)
         self._lock = threading.Lock()
+        self.cache = PrefixStore(max_cached)
         self.batcher = MicroBatcher(self._choose_batch)
 
     def set_backbone_trainable(self, trainable: bool) -> None:
@@ -163,6 +168,39 @@ class PolicyPlanner(nn.Module):
         """Log-probabilities over the library for each state, with gradients, (B, n_strategies)."""
         return torch.log_softmax(self.forward([self.read(s) for s in states]).float(), dim=-1)
 
+    @torch.no_grad()
+    def choice_log_probs(self, states: list[RSIMState]) -> torch.Tensor:
+        """`log_probs` for choices (no gradients), reading each trajectory incrementally.
+
+        A trajectory's text only grows between its choices, so the keys and values of its tokens are kept
+        under its `trajectory_id` and a choice feeds only the tokens after the longest prefix it shares
+        with the last one (the new step); without this the planner re-reads the whole trajectory at every
+        choice, quadratic in the steps. A text cut to `max_length` shares only its question and is re-read
+        from there. The training loss re-reads whole texts with gradients (`forward`); the two agree to
+        float rounding, and the rollout's log-probabilities are the loss's old ones.
+        """
+        keys = [s.get("trajectory_id") or "" for s in states]
+        if self.cache.max_entries <= 0 or not any(keys):
+            return self.log_probs(states)
+        ids = [self.token_ids(self.read(s)) for s in states]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a chunk: less padding
+        pad, dev = self.tokenizer.pad_token_id or 0, self.head.weight.device
+        parts = []
+        for k in range(0, len(order), self.chunk):
+            rows = order[k : k + self.chunk]
+            cached = [self.cache.longest(keys[i], ids[i]) for i in rows]
+            input_ids, mask, pos, past = padded_batch([ids[i] for i in rows], cached, self.backbone.config, pad, dev)
+            out = self.backbone(input_ids=input_ids, attention_mask=mask, position_ids=pos, past_key_values=past, use_cache=True)
+            parts.append(out.last_hidden_state[:, -1])
+            for row, i in enumerate(rows):
+                self.cache.put(keys[i], Cached(ids[i], row_layers(past, row, mask[row])))
+        hidden = torch.cat(parts)[torch.argsort(torch.tensor(order))]
+        return torch.log_softmax(self.head(hidden.to(self.head.weight.dtype)).float(), dim=-1)
+
+    def release(self, trajectory_id: str) -> None:
+        """Forget a finished trajectory's prefix cache."""
+        self.cache.pop(trajectory_id)
+
     # -- the Planner protocol ---------------------------------------------------------------------
     def choose(self, state: RSIMState, library: StrategyLibrary) -> PlannerChoice:
         if library.ids != self.library.ids:
@@ -174,7 +212,7 @@ class PolicyPlanner(nn.Module):
 
     @torch.no_grad()
     def _choose_batch(self, states: list[RSIMState]) -> list[PlannerChoice]:
-        logp = self.log_probs(states)  # (B, n)
+        logp = self.choice_log_probs(states)  # (B, n)
         if self.greedy:
             idx = logp.argmax(-1)
         else:

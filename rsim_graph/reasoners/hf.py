@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
-from transformers.cache_utils import DynamicLayer
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rsim_graph.batching import MicroBatcher
 from rsim_graph.errors import CheckpointError, ContextLengthError
+from rsim_graph.kvcache import Cached, LayerKV, PrefixStore, padded_batch, row_layers
 from rsim_graph.models import resolve_model
 from rsim_graph.reasoners.base import StepOutput, StepRequest
 from rsim_graph.reasoners.tokens import TokenPrompts
@@ -36,62 +35,8 @@ from rsim_graph.state import ChatTurn
 
 logger = logging.getLogger(__name__)
 
-# Per layer: (keys, values), each (kv_heads, seq, head_dim).
-LayerKV = tuple[torch.Tensor, torch.Tensor]
 # One row's sampling: (temperature, top_p, generator).
 RowSampling = tuple[float, float, torch.Generator]
-
-
-@dataclass
-class _Cached:
-    ids: list[int]  # the tokens whose keys/values are held
-    layers: list[LayerKV]
-
-
-class _GrowingLayer(DynamicLayer):
-    """A `DynamicLayer` that writes new keys/values into a buffer with spare room.
-
-    `DynamicLayer` concatenates on every token, so each token copies the whole cache and a step's
-    cost grows with the context. Here a step writes only its own tokens (the buffer doubles when
-    full), and `keys`/`values` are views of the filled part. On the tiny models the gain is small
-    (about 5% in the rollout benchmark); it grows with context length and batch size.
-    """
-
-    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        super().lazy_initialization(key_states, value_states)
-        self._kbuf: torch.Tensor | None = None
-        self._vbuf: torch.Tensor | None = None
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        n0 = 0 if self._kbuf is None else self.keys.shape[-2]
-        n1 = n0 + key_states.shape[-2]
-        if self._kbuf is None or n1 > self._kbuf.shape[-2]:
-            B, H, _, D = key_states.shape
-            kbuf, vbuf = key_states.new_empty(B, H, 2 * n1, D), value_states.new_empty(B, H, 2 * n1, D)
-            if n0:
-                kbuf[..., :n0, :] = self.keys
-                vbuf[..., :n0, :] = self.values
-            self._kbuf, self._vbuf = kbuf, vbuf
-        self._kbuf[..., n0:n1, :] = key_states
-        self._vbuf[..., n0:n1, :] = value_states
-        self.keys, self.values = self._kbuf[..., :n1, :], self._vbuf[..., :n1, :]
-        return self.keys, self.values
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        if self._kbuf is not None:
-            n = self.keys.shape[-2]
-            self._kbuf, self._vbuf = self._kbuf[indices], self._vbuf[indices]
-            self.keys, self.values = self._kbuf[..., :n, :], self._vbuf[..., :n, :]
-
-
-def _growing_cache(config, prefix: list[LayerKV] | None) -> DynamicCache:
-    past = DynamicCache(config=config)
-    past.layers = [_GrowingLayer() for _ in past.layers]
-    for layer, (k, v) in zip(past.layers, prefix or [], strict=False):
-        layer.update(k, v)
-    return past
 
 
 def load_causal_lm(path: str, *, dtype: torch.dtype | None = None, device: str = "cpu", attn_implementation: str = "sdpa"):
@@ -170,13 +115,12 @@ class HFReasoner(TokenPrompts):
         self.generator = torch.Generator(device=model.device)
         if seed is not None:
             self.generator.manual_seed(seed)
-        self.max_cached = max_cached
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         # Text of each token, for the stop check in the decode loop (decoding there costs per token and row).
         self.pieces = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
-        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self.cache = PrefixStore(max_cached)
         self._generators: dict[str, torch.Generator] = {}  # seeded runs keep one sampler across their steps
-        self._cache_lock = threading.Lock()
+        self._generators_lock = threading.Lock()
 
         self.batcher = MicroBatcher(self.generate_batch, max_batch=max_batch)
 
@@ -222,8 +166,8 @@ class HFReasoner(TokenPrompts):
         return ids
 
     def release(self, trajectory_id: str) -> None:
-        with self._cache_lock:
-            self._cache.pop(trajectory_id, None)
+        self.cache.pop(trajectory_id)
+        with self._generators_lock:
             self._generators.pop(trajectory_id, None)
 
     # -- prompts --------------------------------------------------------------------------------
@@ -232,7 +176,7 @@ class HFReasoner(TokenPrompts):
     def generate_batch(self, requests: list[StepRequest]) -> list[StepOutput]:
         contexts = [self.context(r) for r in requests]
         prompts = [c[2] for c in contexts]
-        cached = [self._lookup(r.trajectory_id, ids) for r, ids in zip(requests, prompts, strict=True)]
+        cached = [self.cache.exact(r.trajectory_id, ids) for r, ids in zip(requests, prompts, strict=True)]
         completions, logprobs, fed_cache = self.decode(
             prompts, cached, [r.max_new_tokens for r in requests], [r.delimiter if r.stop_at_delimiter else "" for r in requests],
             [self._sampling(r) for r in requests],
@@ -241,8 +185,7 @@ class HFReasoner(TokenPrompts):
         for r, (q_ids, inj_ids, ids), comp, lps, layers in zip(
             requests, contexts, completions, logprobs, fed_cache, strict=True
         ):
-            if r.trajectory_id:
-                self._store(r.trajectory_id, _Cached(ids + comp[:-1], layers))
+            self.cache.put(r.trajectory_id, Cached(ids + comp[:-1], layers))
             text = self.tokenizer.decode(comp, skip_special_tokens=True)
             text = text.removesuffix(r.delimiter) if r.stop_at_delimiter else text
             outputs.append(
@@ -253,7 +196,7 @@ class HFReasoner(TokenPrompts):
     def decode(
         self,
         prompts: list[list[int]],
-        cached: list[_Cached | None],
+        cached: list[Cached | None],
         max_new: list[int],
         delimiters: list[str],
         sampling: list[RowSampling] | None = None,
@@ -269,18 +212,7 @@ class HFReasoner(TokenPrompts):
         # Decided once per call, not per token: most batches share one setting and one sampler.
         shared = len({(t, p, id(g)) for t, p, g in sampling}) == 1
         dev = self.model.device
-        n_cached = [len(c.ids) if c else 0 for c in cached]
-        new = [p[n:] for p, n in zip(prompts, n_cached, strict=True)]
-        Lc, Ln = max(n_cached), max(len(x) for x in new)
-        mask = torch.zeros(B, Lc + Ln, dtype=torch.long, device=dev)
-        input_ids = torch.full((B, Ln), self.pad_id, dtype=torch.long, device=dev)
-        pos = torch.zeros(B, Ln, dtype=torch.long, device=dev)
-        for i in range(B):
-            mask[i, Lc - n_cached[i] : Lc] = 1
-            mask[i, Lc + Ln - len(new[i]) :] = 1
-            input_ids[i, Ln - len(new[i]) :] = torch.tensor(new[i], device=dev)
-            pos[i, Ln - len(new[i]) :] = torch.arange(n_cached[i], n_cached[i] + len(new[i]), device=dev)
-        past = _growing_cache(self.model.config, self._pad_cache(cached, Lc) if Lc else None)
+        input_ids, mask, pos, past = padded_batch(prompts, cached, self.model.config, self.pad_id, dev)
         eos = self.tokenizer.eos_token_id
         out: list[list[int]] = [[] for _ in range(B)]
         lps: list[list[float]] = [[] for _ in range(B)]
@@ -302,9 +234,7 @@ class HFReasoner(TokenPrompts):
                 tails[i] = (tails[i] + self.pieces[t])[-len(delimiters[i]) - 8 :]
                 if t == eos or (delimiters[i] and delimiters[i] in tails[i]) or len(out[i]) >= max_new[i]:
                     finished.append(row)
-                    # Every fed token of this row (the last sampled one was never fed).
-                    cols = mask[row].nonzero().squeeze(1)
-                    fed[i] = [(layer.keys[row, :, cols].clone(), layer.values[row, :, cols].clone()) for layer in past.layers]
+                    fed[i] = row_layers(past, row, mask[row])  # every fed token (the last sampled one was never fed)
             if finished:
                 keep = [row for row in range(len(active)) if row not in finished]
                 if not keep:
@@ -324,7 +254,7 @@ class HFReasoner(TokenPrompts):
         top_p = self.top_p if r.top_p is None else r.top_p
         if r.seed is None or temperature <= 0:  # greedy rows need no sampler of their own, and batch together
             return temperature, top_p, self.generator
-        with self._cache_lock:
+        with self._generators_lock:
             gen = self._generators.get(r.trajectory_id) if r.trajectory_id else None
             if gen is None:
                 gen = torch.Generator(device=self.model.device).manual_seed(r.seed)
@@ -362,34 +292,3 @@ class HFReasoner(TokenPrompts):
             probs = torch.zeros_like(probs).scatter(1, idx, sorted_p * keep)
         tok = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         return tok, logp.gather(1, tok[:, None]).squeeze(1)
-
-    def _pad_cache(self, cached: list[_Cached | None], Lc: int) -> list[LayerKV]:
-        ref = next(c for c in cached if c).layers
-        layers = []
-        for li, (k0, v0) in enumerate(ref):
-            K = k0.new_zeros(len(cached), k0.shape[0], Lc, k0.shape[2])
-            V = v0.new_zeros(len(cached), v0.shape[0], Lc, v0.shape[2])
-            for i, c in enumerate(cached):
-                if c:
-                    n = len(c.ids)
-                    K[i, :, Lc - n :] = c.layers[li][0]
-                    V[i, :, Lc - n :] = c.layers[li][1]
-            layers.append((K, V))
-        return layers
-
-    def _lookup(self, trajectory_id: str, ids: list[int]) -> _Cached | None:
-        if not trajectory_id:
-            return None
-        with self._cache_lock:
-            c = self._cache.get(trajectory_id)
-        # At least one token must be fed, and the cache must be a true prefix of this context.
-        if c is None or len(c.ids) >= len(ids) or ids[: len(c.ids)] != c.ids:
-            return None
-        return c
-
-    def _store(self, trajectory_id: str, entry: _Cached) -> None:
-        with self._cache_lock:
-            self._cache[trajectory_id] = entry
-            self._cache.move_to_end(trajectory_id)
-            while len(self._cache) > self.max_cached:
-                self._cache.popitem(last=False)
