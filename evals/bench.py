@@ -10,6 +10,7 @@ rollout:
   (b) reasoner tokens/s in step-wise rollouts vs one `model.generate` call producing the same number of
       tokens for the same batch, with and without reuse of each trajectory's prefix cache.
 `--contended` measures both quiet and beside a fixed CPU load (one busy process per core by default).
+`--continuous` decodes with continuous batching (rows join and leave between tokens) instead of static batches.
 Both runs in (a) are greedy, so they produce the same trajectories; the script checks that. Every
 graph is warmed up first, and batched timings are the median of `--repeats` runs.
 """
@@ -50,7 +51,7 @@ def bench_rollout(args: argparse.Namespace) -> dict:
     questions = [p.question for p in ArithWorld(split="test").problems(args.questions)]
 
     def graph(max_cached: int = 4096):
-        reasoner = HFReasoner(model, tokenizer, temperature=0.0, max_cached=max_cached)
+        reasoner = HFReasoner(model, tokenizer, temperature=0.0, max_cached=max_cached, continuous=args.continuous)
         planner = load_planner(args.planner, library, greedy=True, seed=0)
         g = build_graph(planner, reasoner, library, max_steps=args.max_reasoning_steps, max_step_tokens=args.max_step_tokens)
         run_batch(g, questions[:4])  # warm-up: the first run of a graph pays one-off setup
@@ -65,8 +66,8 @@ def bench_rollout(args: argparse.Namespace) -> dict:
     tokens = sum(o["usage"]["reasoner_tokens"] for o in par)
     sizes = reasoner.batcher.batch_sizes
     print(f"(a) {len(questions)} questions: sequential {len(questions) / t_seq:.2f} traj/s, "
-          f"concurrent {len(questions) / t_par:.2f} traj/s -> {t_seq / t_par:.1f}x (goal >= 8x{', >= 3x contended' if args.load else ''}); "
-          f"same answers: {same}; mean requests per reasoner batch {sum(sizes) / len(sizes):.1f}", flush=True)
+          f"concurrent {len(questions) / t_par:.2f} traj/s -> {t_seq / t_par:.1f}x ({'continuous' if args.continuous else 'static'} batches; goal >= 8x{', >= 3x contended' if args.load else ''}); "
+          f"same answers: {same}; mean {'rows per decode step' if args.continuous else 'requests per reasoner batch'} {sum(sizes) / len(sizes):.1f}", flush=True)
 
     g_nc, _ = graph(max_cached=0)
     _, t_nocache = _timed(lambda: run_batch(g_nc, questions), args.repeats)
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--max_step_tokens", type=int, default=64, help="reasoner tokens per step")
     r.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     r.add_argument("--repeats", type=int, default=3, help="timed runs per configuration (the median is reported)")
+    r.add_argument("--continuous", action="store_true", help="continuous batching (a slot cache) instead of static batches")
     r.add_argument("--contended", action="store_true", help="measure quiet, then beside --load_processes busy processes")
     r.add_argument("--load_processes", type=int, default=os.cpu_count() or 2, help="busy processes of the --contended load")
     bench_server.add_parser(sub)

@@ -14,14 +14,62 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 logger = logging.getLogger(__name__)
 
+
+
+class FairLock:
+    """A lock granted in the order of `enqueue` calls.
+
+    `threading.Lock` lets a releasing thread take it straight back, so a batcher that decodes token by
+    token (`ContinuousBatcher`) would starve the planner's batches. A waiter keeps its place while it
+    waits in slices (`wait(ticket, timeout)` returns False and may be called again).
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: deque[object] = deque()
+        self._held = False
+
+    def enqueue(self) -> object:
+        ticket = object()
+        with self._cond:
+            self._queue.append(ticket)
+        return ticket
+
+    def wait(self, ticket: object, timeout: float | None = None) -> bool:
+        end = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._held or self._queue[0] is not ticket:
+                left = None if end is None else end - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(left)
+            self._queue.popleft()
+            self._held = True
+            return True
+
+    def release(self) -> None:
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
+
+    def __enter__(self) -> FairLock:
+        self.wait(self.enqueue())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 _COMPUTE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rsim-compute")
-_COMPUTE_FREE = threading.Lock()  # held by the batch that is running on the compute thread
+_COMPUTE_FREE = FairLock()  # held by the batch (or decode step) that is running on the compute thread
 
 Req = TypeVar("Req")
 Res = TypeVar("Res")
@@ -75,10 +123,12 @@ class MicroBatcher(Generic[Req, Res]):
             closed = self._gather(batch, self.gap_s)
             # While another batch holds the compute thread, keep admitting arrivals into this one:
             # under load, batches grow to whatever queued up instead of splitting into cohorts.
-            while not closed and not _COMPUTE_FREE.acquire(timeout=self.gap_s):
+            ticket = _COMPUTE_FREE.enqueue()
+            acquired = False
+            while not closed and not (acquired := _COMPUTE_FREE.wait(ticket, self.gap_s)):
                 closed = self._gather(batch, 0)
-            if closed:
-                _COMPUTE_FREE.acquire()
+            if not acquired:
+                _COMPUTE_FREE.wait(ticket)
             try:
                 self._run(batch)
             finally:
@@ -111,3 +161,65 @@ class MicroBatcher(Generic[Req, Res]):
             return
         for (_, f), res in zip(live, results, strict=True):
             f.set_result(res)
+
+
+class ContinuousBatcher(MicroBatcher):
+    """Serve requests with an engine whose rows enter and leave between decode steps.
+
+    The engine (`SlotDecoder`) has `free`, `active`, `admit(items) -> done`, `step() -> done` and `abort()`,
+    where `items` and `done` pair each request's future with its request or result. Each tick admits
+    what arrived (up to the free slots) and decodes one token for every row, on the shared compute
+    thread; between ticks the planner's batches take their turn (`FairLock`).
+    `batch_sizes` records the rows of each decode step.
+    """
+
+    def __init__(self, engine, *, gap_ms: float = 4.0, max_wait_ticks: int = 8):
+        super().__init__(None, max_batch=engine.max_slots, gap_ms=gap_ms)
+        self.engine = engine
+        self.max_wait_ticks = max_wait_ticks
+        self._waited = 0
+
+    def _loop(self) -> None:
+        pending: list = []
+        closed = False
+        while True:
+            if not pending and not self.engine.active:
+                if closed:
+                    return
+                item = self._queue.get()
+                if item is None:
+                    return
+                pending.append(item)
+                closed = self._gather(pending, self.gap_s)  # a burst's first requests wait for the rest, as in MicroBatcher
+            elif not closed:
+                closed = self._gather(pending, 0)
+            n = min(len(pending), self.engine.free) if self._admit_now(pending) else 0
+            live = [(f, r) for r, f in pending[:n] if f.set_running_or_notify_cancel()]
+            del pending[:n]
+            with _COMPUTE_FREE:
+                try:
+                    done = _COMPUTE.submit(self._tick, live).result()
+                except BaseException as e:  # noqa: BLE001 - handed to every row's caller, which re-raises it
+                    for f in [f for f, _ in live] + self.engine.abort():
+                        if not f.done():
+                            f.set_exception(e)
+                    continue
+            for f, res in done:
+                f.set_result(res)
+
+    def _admit_now(self, pending: list) -> bool:
+        """Admit once enough requests wait to be worth a prefill pass of their own: each pass has a fixed cost,
+        and on a CPU many small ones cost more than the rows gained. Nothing waits more than `max_wait_ticks`."""
+        if not pending:
+            return False
+        self._waited = self._waited + 1 if pending else 0
+        if not self.engine.active or 2 * len(pending) >= self.engine.active or self._waited > self.max_wait_ticks:
+            self._waited = 0
+            return True
+        return False
+
+    def _tick(self, live: list) -> list:
+        done = self.engine.admit(live)
+        if self.engine.active:
+            self.batch_sizes.append(self.engine.active)
+        return done + self.engine.step()

@@ -135,9 +135,10 @@ def planner_dir(tmp_path_factory, tokenizer):
     return path
 
 
-@pytest.fixture
-def hf_reasoner(tiny_lm, tokenizer) -> HFReasoner:
-    return HFReasoner(tiny_lm, tokenizer, temperature=0.0)
+@pytest.fixture(params=[False, True], ids=["static", "continuous"])
+def hf_reasoner(request, tiny_lm, tokenizer) -> HFReasoner:
+    """The reasoner under both batching modes: every test that uses it runs for each."""
+    return HFReasoner(tiny_lm, tokenizer, temperature=0.0, continuous=request.param)
 
 
 @pytest.fixture

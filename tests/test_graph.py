@@ -135,9 +135,13 @@ def test_run_batch_shares_forward_passes(hf_reasoner):
     g = build_graph(ScriptedPlanner(["deep-think"]), hf_reasoner, max_step_tokens=4, max_total_tokens=64)
     outs = run_batch(g, [f"{i}+1" for i in range(6)], n=2)
     assert len(outs) == 12 and all(o["stop_reason"] == "terminate" for o in outs)
-    sizes = hf_reasoner.batcher.batch_sizes  # requests per batched call
-    assert sum(sizes) == 24  # 12 trajectories x 2 steps
-    assert max(sizes) > 1 and len(sizes) < 12  # trajectories were decoded together
+    sizes = hf_reasoner.batcher.batch_sizes
+    tokens = sum(o["usage"]["reasoner_tokens"] for o in outs)
+    if hf_reasoner.continuous:  # rows per decode step: every token but each row's first (the prefill's) is one row of a step
+        assert sum(sizes) == tokens - 24 and max(sizes) > 1 and len(sizes) < tokens / 2
+    else:  # requests per batched call
+        assert sum(sizes) == 24  # 12 trajectories x 2 steps
+        assert max(sizes) > 1 and len(sizes) < 12  # trajectories were decoded together
 
 
 def test_graph_works_as_a_subgraph_node():

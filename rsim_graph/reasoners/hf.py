@@ -9,10 +9,9 @@ the next step, so this module runs its own decode loop over `model(...)` with a 
   `[pad, cached_i, pad, new_i]` with an attention mask that hides the pads, and decoded together;
   a row that finishes leaves the batch, so the others do not pay for it.
 
-Batches are static: requests that arrive while a batch decodes wait for the next one. Continuous
-batching (admitting rows between decode steps) was built and measured, and lost on this workload:
-merging and compacting `DynamicCache` tensors copies every layer each time, which cost more on
-2 CPU cores than the stragglers it saved (rollout benchmark: 10.8 vs 19.5 trajectories/s).
+Batches are static by default (`decode`): requests that arrive while a batch decodes wait for the
+next one. `continuous=True` lets rows join and leave a decoding batch between tokens, in a
+preallocated slot cache (`rsim_graph/reasoners/slots.py`).
 """
 
 from __future__ import annotations
@@ -25,11 +24,12 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rsim_graph.batching import MicroBatcher
+from rsim_graph.batching import ContinuousBatcher, MicroBatcher
 from rsim_graph.errors import CheckpointError, ContextLengthError
 from rsim_graph.kvcache import Cached, LayerKV, PrefixStore, padded_batch, row_layers
 from rsim_graph.models import resolve_model
 from rsim_graph.reasoners.base import StepOutput, StepRequest
+from rsim_graph.reasoners.slots import SLOT_ATTENTION, SlotDecoder
 from rsim_graph.reasoners.tokens import TokenPrompts
 from rsim_graph.state import ChatTurn
 
@@ -95,6 +95,11 @@ class HFReasoner(TokenPrompts):
         seed (`int`, *optional*): seeds the sampler.
         max_batch (`int`, *optional*, defaults to `64`): most trajectories decoded together.
         max_cached (`int`, *optional*, defaults to `4096`): trajectories whose prefix cache is kept (LRU).
+        continuous (`bool`, *optional*, defaults to `False`): continuous batching in a slot cache (requests join
+            and leave a decoding batch between tokens) instead of static batches. Needs `sdpa` or `eager`
+            attention (others decode static batches). Off by default: on the CPU workloads measured here
+            (`python -m evals.bench rollout --continuous`) trajectories move nearly in lockstep, and static
+            batches, fewer and fuller, were as fast or faster.
     """
 
     def __init__(
@@ -107,6 +112,7 @@ class HFReasoner(TokenPrompts):
         seed: int | None = None,
         max_batch: int = 64,
         max_cached: int = 4096,
+        continuous: bool = False,
     ):
         self.model = model
         self.tokenizer = tokenizer
@@ -122,7 +128,11 @@ class HFReasoner(TokenPrompts):
         self._generators: dict[str, torch.Generator] = {}  # seeded runs keep one sampler across their steps
         self._generators_lock = threading.Lock()
 
-        self.batcher = MicroBatcher(self.generate_batch, max_batch=max_batch)
+        self.max_batch = max_batch
+        # Rows enter and leave a decoding batch between tokens (rsim_graph/reasoners/slots.py); attention without
+        # 4D masks (flash attention) decodes static batches instead.
+        self.continuous = continuous and getattr(model.config, "_attn_implementation", "eager") in SLOT_ATTENTION
+        self.batcher = ContinuousBatcher(SlotDecoder(self, max_batch)) if self.continuous else MicroBatcher(self.generate_batch, max_batch=max_batch)
 
     @classmethod
     def from_pretrained(cls, path: str, **kwargs) -> HFReasoner:
@@ -174,6 +184,13 @@ class HFReasoner(TokenPrompts):
     # -- batched generation ---------------------------------------------------------------------
     @torch.no_grad()
     def generate_batch(self, requests: list[StepRequest]) -> list[StepOutput]:
+        """Decode `requests` together, on the calling thread, and return their outputs in order."""
+        if self.continuous:
+            decoder = SlotDecoder(self, max(1, len(requests)))
+            done = decoder.admit(list(enumerate(requests)))
+            while decoder.active:
+                done += decoder.step()
+            return [out for _, out in sorted(done, key=lambda d: d[0])]
         contexts = [self.context(r) for r in requests]
         prompts = [c[2] for c in contexts]
         cached = [self.cache.exact(r.trajectory_id, ids) for r, ids in zip(requests, prompts, strict=True)]
@@ -186,12 +203,13 @@ class HFReasoner(TokenPrompts):
             requests, contexts, completions, logprobs, fed_cache, strict=True
         ):
             self.cache.put(r.trajectory_id, Cached(ids + comp[:-1], layers))
-            text = self.tokenizer.decode(comp, skip_special_tokens=True)
-            text = text.removesuffix(r.delimiter) if r.stop_at_delimiter else text
-            outputs.append(
-                StepOutput(text=text.strip("\n"), question_ids=q_ids, prompt_ids=inj_ids, completion_ids=comp, logprobs=lps)
-            )
+            outputs.append(self.output(r, q_ids, inj_ids, comp, lps))
         return outputs
+
+    def output(self, r: StepRequest, q_ids: list[int], inj_ids: list[int], comp: list[int], lps: list[float]) -> StepOutput:
+        text = self.tokenizer.decode(comp, skip_special_tokens=True)
+        text = text.removesuffix(r.delimiter) if r.stop_at_delimiter else text
+        return StepOutput(text=text.strip("\n"), question_ids=q_ids, prompt_ids=inj_ids, completion_ids=comp, logprobs=lps)
 
     def decode(
         self,
