@@ -26,6 +26,7 @@ import time
 import torch
 
 from evals import bench_server
+from rsim_graph.batching import THREADS
 from rsim_graph.graph import build_graph, run_batch
 from rsim_graph.loading import load_planner, reasoner_path
 from rsim_graph.reasoners.hf import HFReasoner, load_causal_lm
@@ -46,6 +47,8 @@ def _timed(fn, repeats: int = 1):
 def bench_rollout(args: argparse.Namespace) -> dict:
     """Print and return the rollout figures: (a) concurrent vs sequential, (b) step-wise vs one generate."""
     torch.set_num_threads(args.threads)
+    THREADS.adaptive = not args.fixed_threads
+    switches = THREADS.switches
     library = StrategyLibrary.default()
     tokenizer, model = load_causal_lm(reasoner_path(args.reasoner))
     questions = [p.question for p in ArithWorld(split="test").problems(args.questions)]
@@ -86,7 +89,7 @@ def bench_rollout(args: argparse.Namespace) -> dict:
     rate, rate_nc, rate_gen = tokens / t_par, tokens / t_nocache, gen_tokens / t_gen
     print(f"(b) step-wise rollout {rate:.0f} tok/s ({tokens} tokens), without prefix-cache reuse {rate_nc:.0f} tok/s, "
           f"one model.generate {rate_gen:.0f} tok/s ({gen_tokens} tokens) -> {rate / rate_gen:.2f}x (goal >= 0.8x{', >= 0.5x contended' if args.load else ''}); "
-          f"cache reuse gains {rate / rate_nc:.2f}x", flush=True)
+          f"cache reuse gains {rate / rate_nc:.2f}x; thread policy: {'fixed' if args.fixed_threads else f'{THREADS.switches - switches} switches'}", flush=True)
     return {"a": t_seq / t_par, "b": rate / rate_gen, "traj_s": len(questions) / t_par, "tok_s": rate}
 
 
@@ -98,6 +101,15 @@ def spin(stop) -> None:
             x = (x * 1103515245 + 12345) & 0xFFFFFFFF
 
 
+def torch_load(stop) -> None:
+    """Matrix products on torch's default threads (one per core) until `stop` is set: what a busy model server
+    beside the benchmark does, with an OpenMP team of its own."""
+    a = torch.randn(384, 384)
+    while not stop.is_set():
+        for _ in range(20):
+            a = torch.tanh(a @ a)
+
+
 def bench_contended(args: argparse.Namespace) -> None:
     """The rollout figures on a quiet machine, then beside `--load` busy processes, measured in one run."""
     import multiprocessing as mp
@@ -106,20 +118,22 @@ def bench_contended(args: argparse.Namespace) -> None:
     print("quiet:", flush=True)
     quiet = bench_rollout(args)
     args.load = args.load_processes
-    stop = mp.Event()
-    procs = [mp.Process(target=spin, args=(stop,), daemon=True) for _ in range(args.load)]
+    stop = mp.get_context("spawn").Event()
+    target = torch_load if args.load_kind == "torch" else spin
+    procs = [mp.get_context("spawn").Process(target=target, args=(stop,), daemon=True) for _ in range(args.load)]
     for proc in procs:
         proc.start()
     try:
-        print(f"contended ({args.load} busy processes beside it):", flush=True)
+        print(f"contended ({args.load} busy {args.load_kind} processes beside it):", flush=True)
         busy = bench_rollout(args)
     finally:
         stop.set()
         for proc in procs:
             proc.join()
     cores = os.cpu_count() or 1
+    threads = args.load * (cores if args.load_kind == "torch" else 1)  # busy threads: a torch process runs one per core
     print(f"contended / quiet: trajectories/s {busy['traj_s'] / quiet['traj_s']:.2f}x, step-wise tok/s {busy['tok_s'] / quiet['tok_s']:.2f}x; "
-          f"the load itself leaves a fair share of {cores / (cores + args.load):.2f}x ({cores} cores, {args.load} busy processes)")
+          f"the load itself leaves a fair share of {cores / (cores + threads):.2f}x ({cores} cores, {threads} busy threads)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,9 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--max_step_tokens", type=int, default=64, help="reasoner tokens per step")
     r.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     r.add_argument("--repeats", type=int, default=3, help="timed runs per configuration (the median is reported)")
+    r.add_argument("--fixed_threads", action="store_true", help="keep --threads under contention (no adaptive thread policy)")
     r.add_argument("--continuous", action="store_true", help="continuous batching (a slot cache) instead of static batches")
     r.add_argument("--contended", action="store_true", help="measure quiet, then beside --load_processes busy processes")
     r.add_argument("--load_processes", type=int, default=os.cpu_count() or 2, help="busy processes of the --contended load")
+    r.add_argument("--load_kind", choices=("spin", "torch"), default="spin",
+                   help="the --contended load: spin (a Python loop, one core each) or torch (matrix products on all cores, as a busy server)")
     bench_server.add_parser(sub)
     args = p.parse_args(argv)
     if args.bench == "server":

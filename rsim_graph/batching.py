@@ -20,6 +20,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
+import torch
+
 logger = logging.getLogger(__name__)
 
 
@@ -68,6 +70,64 @@ class FairLock:
         self.release()
 
 
+class ThreadPolicy:
+    """Torch intra-op threads for the compute thread: all of them on a quiet machine, one while the CPU is contended.
+
+    Each parallel op ends at a barrier that waits for all of the op's threads. When another process keeps
+    the cores busy, one of ours is often descheduled, and every op waits for it: measured beside a busy
+    torch process on 2 cores, rollouts on 2 threads ran at 0.30x their quiet speed (the load's fair share
+    is 0.5x), on one thread at 0.81x. So each batch measures how much of its time the compute thread was
+    on a core (`thread_time / wall`: it computes or spins, never sleeps, while a batch runs); below
+    `low` the policy drops to one thread, and it tries all
+    threads again after `probe_s` seconds (doubled after each probe that finds the load still there, up to
+    `16 * probe_s`).
+
+    Args:
+        low (`float`, *optional*, defaults to `0.8`): the compute thread's CPU share below which the machine counts as contended.
+        probe_s (`float`, *optional*, defaults to `2.0`): seconds on one thread before all threads are tried again.
+        adaptive (`bool`, *optional*, defaults to `True`): False keeps torch's thread count as it is.
+    """
+
+    MIN_WALL_S = 0.002  # shorter batches say too little about the CPU they got
+
+    def __init__(self, *, low: float = 0.8, probe_s: float = 2.0, adaptive: bool = True):
+        self.low, self.probe_s, self.adaptive = low, probe_s, adaptive
+        self.max_threads: int | None = None
+        self.threads: int | None = None
+        self.switches = 0  # for benchmarks: how often the thread count changed
+        self._since = 0.0
+        self._wait = probe_s
+
+    def run(self, fn: Callable, *args):
+        """`fn(*args)` on the calling thread (the compute thread), with the policy's thread count."""
+        if not self.adaptive:
+            return fn(*args)
+        if self.max_threads is None:
+            self.max_threads = self.threads = torch.get_num_threads()
+        if self.max_threads == 1:
+            return fn(*args)
+        probing = self.threads < self.max_threads and time.monotonic() - self._since > self._wait
+        if probing:
+            self._set(self.max_threads)  # has the load gone?
+        wall, cpu = time.perf_counter(), time.thread_time()
+        try:
+            return fn(*args)
+        finally:
+            wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+            if wall > self.MIN_WALL_S and self.threads > 1:
+                contended = cpu / wall < self.low
+                if contended:
+                    self._set(1)
+                if probing:
+                    self._wait = min(2 * self._wait, 16 * self.probe_s) if contended else self.probe_s
+
+    def _set(self, n: int) -> None:
+        torch.set_num_threads(n)
+        self.threads, self._since = n, time.monotonic()
+        self.switches += 1
+
+
+THREADS = ThreadPolicy()
 _COMPUTE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rsim-compute")
 _COMPUTE_FREE = FairLock()  # held by the batch (or decode step) that is running on the compute thread
 
@@ -154,7 +214,7 @@ class MicroBatcher(Generic[Req, Res]):
             return
         self.batch_sizes.append(len(live))
         try:
-            results = _COMPUTE.submit(self.fn, [r for r, _ in live]).result()
+            results = _COMPUTE.submit(THREADS.run, self.fn, [r for r, _ in live]).result()
         except BaseException as e:  # noqa: BLE001 - handed to every waiting caller, which re-raises it
             for _, f in live:
                 f.set_exception(e)
@@ -198,7 +258,7 @@ class ContinuousBatcher(MicroBatcher):
             del pending[:n]
             with _COMPUTE_FREE:
                 try:
-                    done = _COMPUTE.submit(self._tick, live).result()
+                    done = _COMPUTE.submit(THREADS.run, self._tick, live).result()
                 except BaseException as e:  # noqa: BLE001 - handed to every row's caller, which re-raises it
                     for f in [f for f, _ in live] + self.engine.abort():
                         if not f.done():

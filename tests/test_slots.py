@@ -114,3 +114,34 @@ def test_fair_lock_grants_in_arrival_order():
     for t in threads:
         t.join(timeout=10)
     assert order == [0, 1, 2]
+
+
+def test_thread_policy_drops_to_one_thread_under_contention_and_probes_back(monkeypatch):
+    from rsim_graph import batching
+
+    calls = []
+    monkeypatch.setattr(batching.torch, "set_num_threads", calls.append)
+    monkeypatch.setattr(batching.torch, "get_num_threads", lambda: 2)
+    policy = batching.ThreadPolicy(probe_s=0.05)
+
+    def descheduled():  # wall time passes without this thread on a core, as when another process holds the cores
+        time.sleep(0.02)
+        return "a"
+
+    def on_core():
+        end = time.perf_counter() + 0.02
+        while time.perf_counter() < end:
+            pass
+        return "b"
+
+    assert policy.run(on_core) == "b" and policy.threads == 2 and calls == []  # quiet: all threads, nothing set
+    assert policy.run(descheduled) == "a" and policy.threads == 1 and calls == [1]
+    policy.run(on_core)
+    assert policy.threads == 1  # no probe before probe_s
+    time.sleep(0.06)
+    policy.run(descheduled)  # the probe finds the load still there: back to one thread, and probes less often
+    assert calls == [1, 2, 1] and policy._wait == 0.1
+    time.sleep(0.11)
+    policy.run(on_core)  # the load is gone: all threads again
+    assert calls == [1, 2, 1, 2] and policy.threads == 2 and policy._wait == 0.05
+    assert batching.ThreadPolicy(adaptive=False).run(descheduled) == "a" and calls == [1, 2, 1, 2]
