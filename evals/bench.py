@@ -12,7 +12,7 @@ rollout:
 `--contended` measures both quiet and beside a fixed CPU load (one busy process per core by default).
 `--continuous` decodes with continuous batching (rows join and leave between tokens) instead of static batches.
 Both runs in (a) are greedy, so they produce the same trajectories; the script checks that. Every
-graph is warmed up first, and batched timings are the median of `--repeats` runs.
+graph is warmed up first, and every timing is the median of `--repeats` runs.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def bench_rollout(args: argparse.Namespace) -> dict:
         return g, reasoner
 
     g, _ = graph()
-    seq, t_seq = _timed(lambda: [g.invoke({"question": q}) for q in questions])
+    seq, t_seq = _timed(lambda: [g.invoke({"question": q}) for q in questions], args.repeats)
     g, reasoner = graph()
     par, t_par = _timed(lambda: run_batch(g, questions), args.repeats)
     same = [o["answer"] for o in seq] == [o["answer"] for o in par]
