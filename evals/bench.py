@@ -93,19 +93,19 @@ def bench_rollout(args: argparse.Namespace) -> dict:
     return {"a": t_seq / t_par, "b": rate / rate_gen, "traj_s": len(questions) / t_par, "tok_s": rate}
 
 
-def spin(stop) -> None:
-    """A CPU-bound loop until `stop` is set: one unit of the fixed load `--contended` runs beside the benchmark."""
+def spin(stop, parent: int) -> None:
+    """A CPU-bound loop until `stop` is set (or the benchmark is gone): one unit of the fixed load `--contended` runs beside it."""
     x = 0
-    while not stop.is_set():
+    while not stop.is_set() and os.getppid() == parent:
         for _ in range(100_000):
             x = (x * 1103515245 + 12345) & 0xFFFFFFFF
 
 
-def torch_load(stop) -> None:
-    """Matrix products on torch's default threads (one per core) until `stop` is set: what a busy model server
-    beside the benchmark does, with an OpenMP team of its own."""
+def torch_load(stop, parent: int) -> None:
+    """Matrix products on torch's default threads (one per core) until `stop` is set (or the benchmark is gone):
+    what a busy model server beside the benchmark does, with an OpenMP team of its own."""
     a = torch.randn(384, 384)
-    while not stop.is_set():
+    while not stop.is_set() and os.getppid() == parent:
         for _ in range(20):
             a = torch.tanh(a @ a)
 
@@ -120,7 +120,7 @@ def bench_contended(args: argparse.Namespace) -> None:
     args.load = args.load_processes
     stop = mp.get_context("spawn").Event()
     target = torch_load if args.load_kind == "torch" else spin
-    procs = [mp.get_context("spawn").Process(target=target, args=(stop,), daemon=True) for _ in range(args.load)]
+    procs = [mp.get_context("spawn").Process(target=target, args=(stop, os.getpid()), daemon=True) for _ in range(args.load)]
     for proc in procs:
         proc.start()
     try:

@@ -76,14 +76,16 @@ class ThreadPolicy:
     Each parallel op ends at a barrier that waits for all of the op's threads. When another process keeps
     the cores busy, one of ours is often descheduled, and every op waits for it: measured beside a busy
     torch process on 2 cores, rollouts on 2 threads ran at 0.30x their quiet speed (the load's fair share
-    is 0.5x), on one thread at 0.81x. So each batch measures how much of its time the compute thread was
-    on a core (`thread_time / wall`: it computes or spins, never sleeps, while a batch runs); below
-    `low` the policy drops to one thread, and it tries all
+    is 0.5x), on one thread at 0.81x. So each batch measures how long the compute thread waited for a
+    core while runnable (the kernel's run delay; waiting on the GIL does not count, so the process's own
+    Python threads do not trip it); above `1 - low` of the batch's time the policy drops to one thread,
+    and it tries all
     threads again after `probe_s` seconds (doubled after each probe that finds the load still there, up to
     `16 * probe_s`).
 
     Args:
-        low (`float`, *optional*, defaults to `0.8`): the compute thread's CPU share below which the machine counts as contended.
+        low (`float`, *optional*, defaults to `0.8`): the share of a batch's time the compute thread must have been on
+            a core (not waiting for one) for the machine to count as quiet.
         probe_s (`float`, *optional*, defaults to `2.0`): seconds on one thread before all threads are tried again.
         adaptive (`bool`, *optional*, defaults to `True`): False keeps torch's thread count as it is.
     """
@@ -109,13 +111,13 @@ class ThreadPolicy:
         probing = self.threads < self.max_threads and time.monotonic() - self._since > self._wait
         if probing:
             self._set(self.max_threads)  # has the load gone?
-        wall, cpu = time.perf_counter(), time.thread_time()
+        wall, delay = time.perf_counter(), _run_delay()
         try:
             return fn(*args)
         finally:
-            wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+            wall, delay = time.perf_counter() - wall, _run_delay() - delay
             if wall > self.MIN_WALL_S and self.threads > 1:
-                contended = cpu / wall < self.low
+                contended = delay > (1 - self.low) * wall
                 if contended:
                     self._set(1)
                 if probing:
@@ -125,6 +127,16 @@ class ThreadPolicy:
         torch.set_num_threads(n)
         self.threads, self._since = n, time.monotonic()
         self.switches += 1
+
+
+def _run_delay() -> float:
+    """Seconds the calling thread has spent runnable but off a core (Linux schedstat). Waiting on the GIL or a
+    lock is sleeping, not this: only other work on the cores counts. Elsewhere: wall minus CPU time (either wait)."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return time.perf_counter() - time.thread_time()
 
 
 THREADS = ThreadPolicy()

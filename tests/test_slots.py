@@ -122,17 +122,20 @@ def test_thread_policy_drops_to_one_thread_under_contention_and_probes_back(monk
     calls = []
     monkeypatch.setattr(batching.torch, "set_num_threads", calls.append)
     monkeypatch.setattr(batching.torch, "get_num_threads", lambda: 2)
+    waited = {"s": 0.0}  # the kernel's run delay of the compute thread, faked
+    monkeypatch.setattr(batching, "_run_delay", lambda: waited["s"])
     policy = batching.ThreadPolicy(probe_s=0.05)
-
-    def descheduled():  # wall time passes without this thread on a core, as when another process holds the cores
-        time.sleep(0.02)
-        return "a"
 
     def on_core():
         end = time.perf_counter() + 0.02
         while time.perf_counter() < end:
             pass
         return "b"
+
+    def descheduled():  # most of the time spent runnable but off a core, as when another process holds the cores
+        on_core()
+        waited["s"] += 0.015
+        return "a"
 
     assert policy.run(on_core) == "b" and policy.threads == 2 and calls == []  # quiet: all threads, nothing set
     assert policy.run(descheduled) == "a" and policy.threads == 1 and calls == [1]
