@@ -144,4 +144,4 @@ def add_parser(sub) -> None:
     s.add_argument("--requests", type=int, default=64, help="requests per concurrency level (at least 8 per client)")
     s.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32], help="client concurrency levels")
     s.add_argument("--compare", type=int, default=32, help="requests timed in process for the overhead figure")
-    s.add_argument("--max_tokens", type=int, default=1024, help="each request's max_tokens")
+    s.add_argument("--max_tokens", type=int, default=512, help="each request's max_tokens (the bundled reasoner reads 1,024 positions, the question included)")
