@@ -284,7 +284,7 @@ class ContinuousBatcher(MicroBatcher):
         and on a CPU many small ones cost more than the rows gained. Nothing waits more than `max_wait_ticks`."""
         if not pending:
             return False
-        self._waited = self._waited + 1 if pending else 0
+        self._waited += 1
         if not self.engine.active or 2 * len(pending) >= self.engine.active or self._waited > self.max_wait_ticks:
             self._waited = 0
             return True
