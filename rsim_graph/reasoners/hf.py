@@ -231,7 +231,6 @@ class HFReasoner(TokenPrompts):
         shared = len({(t, p, id(g)) for t, p, g in sampling}) == 1
         dev = self.model.device
         input_ids, mask, pos, past = padded_batch(prompts, cached, self.model.config, self.pad_id, dev)
-        eos = self.tokenizer.eos_token_id
         out: list[list[int]] = [[] for _ in range(B)]
         lps: list[list[float]] = [[] for _ in range(B)]
         fed: list[list[LayerKV]] = [[] for _ in range(B)]
@@ -249,8 +248,8 @@ class HFReasoner(TokenPrompts):
             for row, (i, t, x) in enumerate(zip(active, tok.tolist(), lp.tolist(), strict=True)):
                 out[i].append(t)
                 lps[i].append(x)
-                tails[i] = (tails[i] + self.pieces[t])[-len(delimiters[i]) - 8 :]
-                if t == eos or (delimiters[i] and delimiters[i] in tails[i]) or len(out[i]) >= max_new[i]:
+                tails[i], ends = self.ends_row(tails[i], t, delimiters[i], len(out[i]), max_new[i])
+                if ends:
                     finished.append(row)
                     fed[i] = row_layers(past, row, mask[row])  # every fed token (the last sampled one was never fed)
             if finished:
@@ -266,6 +265,11 @@ class HFReasoner(TokenPrompts):
             next_pos = next_pos + 1
             mask = torch.cat([mask, torch.ones(len(active), 1, dtype=torch.long, device=dev)], dim=1)
         return out, lps, fed
+
+    def ends_row(self, tail: str, t: int, delimiter: str, n: int, max_new: int) -> tuple[str, bool]:
+        """(the row's new text tail, whether token `t` ends it: EOS, the delimiter, or the budget of `max_new`)."""
+        tail = (tail + self.pieces[t])[-len(delimiter) - 8 :]
+        return tail, t == self.tokenizer.eos_token_id or bool(delimiter and delimiter in tail) or n >= max_new
 
     def _sampling(self, r: StepRequest) -> RowSampling:
         temperature = self.temperature if r.temperature is None else r.temperature

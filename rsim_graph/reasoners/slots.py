@@ -219,8 +219,8 @@ class SlotDecoder:
         """Record a sampled token; True when it ends the row (EOS, the delimiter, or the budget)."""
         row.out.append(t)
         row.lps.append(x)
-        row.tail = (row.tail + self.r.pieces[t])[-len(row.delimiter) - 8 :]
-        return t == self.r.tokenizer.eos_token_id or bool(row.delimiter and row.delimiter in row.tail) or len(row.out) >= row.request.max_new_tokens
+        row.tail, ends = self.r.ends_row(row.tail, t, row.delimiter, len(row.out), row.request.max_new_tokens)
+        return ends
 
     def _finish(self, row: Row, fed: list) -> tuple[object, StepOutput]:
         q_ids, inj_ids, ids = row.context
