@@ -126,18 +126,20 @@ def test_ablation_table_reads_recorded_runs_and_rejects_unknown_rows(tmp_path):
 
     from trainers.ablate import cli, table
 
-    def run(acc, alone, share, top):
+    def run(acc, alone, share, top, validation):
         after = {"rSIM planner": {"accuracy": acc, "top_share": share, "top_strategy": top}, "ZeroCoT": {"accuracy": alone}}
-        return {"after": after, "steps": 100, "train_seconds": 900.0}
+        history = [{"step": 20 * i, "accuracy": a} for i, a in enumerate(validation)]
+        return {"after": after, "steps": 100, "train_seconds": 900.0, "validation": history}
 
-    for seed, acc in enumerate([0.6, 0.7]):
+    for seed, (acc, validation) in enumerate([(0.6, [0.1, 0.5, 0.4]), (0.7, [0.1, 0.6, 0.6])]):
         (tmp_path / "full").mkdir(exist_ok=True)
-        (tmp_path / "full" / f"seed{seed}.json").write_text(json.dumps(run(acc, 0.1, 0.5, "deep-think")))
+        (tmp_path / "full" / f"seed{seed}.json").write_text(json.dumps(run(acc, 0.1, 0.5, "deep-think", validation)))
     (tmp_path / "grpo").mkdir()
     (tmp_path / "grpo" / "seed0.json").write_text(json.dumps({"after": {"ZeroCoT": {"accuracy": 0.2}}, "steps": 700, "train_seconds": 900.0}))
     lines = {line.split(" | ")[0].strip("| "): line for line in table(tmp_path).splitlines()}
-    assert "| full | 2 | 65.0 ± 7.1 | 10.0 ± 0.0 | 50.0 ± 0.0 (deep-think) | 100 | 900 |" == lines["full"]
-    assert "| grpo | 1 | - | 20.0 | - | 700 | 900 |" == lines["grpo"]
+    # best - last validation: 0.5 - 0.4 and 0.6 - 0.6
+    assert "| full | 2 | 65.0 ± 7.1 | 10.0 ± 0.0 | 50.0 ± 0.0 (deep-think) | 5.0 ± 7.1 | 100 | 900 |" == lines["full"]
+    assert "| grpo | 1 | - | 20.0 | - | - | 700 | 900 |" == lines["grpo"]
     assert "not run" in lines["no-penalty"]
     assert cli(["--rows", "full,nope", "--results_dir", str(tmp_path)]) == 2
     assert cli(["--rows", "grpo", "--seeds", "5", "--results_dir", str(tmp_path)]) == 2  # needs row full's seconds for seed 5

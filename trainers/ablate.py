@@ -12,7 +12,10 @@ reports greedy accuracy on the held-out test problems (mean ± std over seeds) o
 planner and reasoner together, the reasoner alone, and the most-used strategy's share of all steps.
 
 Rows:
-- `full`: rSIM as the recipe runs it (λ 0.7 then 0.3, warm-up, all reward terms).
+- `full`: rSIM as the recipe runs it (λ 0.7 then 0.3, warm-up, all reward terms, `plan` credit).
+- `group-credit`: the reasoner's GRPO baseline is its whole group's mean (the paper's), not its plan's.
+- `prefix-credit`: the reasoner's baseline, per step, is the mean of the trajectories that shared its plan so far.
+- `planner-std`: the planner's centred rewards are divided by their group's std (GRPO's), not left as they are.
 - `no-stage-switch`: λ stays 0.7 (stage 1) for the whole run.
 - `no-penalty`: the planner's R_penalty weighted 0.
 - `no-follow`: the reasoner's R_follow weighted 0.
@@ -40,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 ROWS: dict[str, list[str]] = {
     "full": [],
+    "group-credit": ["--reasoner_credit", "group"],
+    "prefix-credit": ["--reasoner_credit", "prefix"],
+    "planner-std": ["--planner_scale_rewards", "group"],
     "no-stage-switch": ["--stage2_start_step", "1000000000"],
     "no-penalty": ["--planner_reward_weights", "2.0", "0.0", "0.5"],  # the recipe's weights with R_penalty's zeroed
     "no-follow": ["--reward_weights", "1.0", "1.0", "0.0"],  # R_acc, R_format, R_follow
@@ -101,14 +107,16 @@ def mean_std(values: list[float]) -> str:
 
 def table(results_dir: Path) -> str:
     lines = [
-        "| Row | seeds | rSIM (planner + reasoner) | reasoner alone (ZeroCoT) | most-used strategy share | steps | train s |",
-        "|---|---|---|---|---|---|---|",
+        "| Row | seeds | rSIM (planner + reasoner) | reasoner alone (ZeroCoT) | most-used strategy share | best - last validation | steps | train s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in ROWS:
         records = [json.loads(p.read_text()) for p in sorted((results_dir / row).glob("seed*.json"))]
         if not records:
-            lines.append(f"| {row} | 0 | not run | | | | |")
+            lines.append(f"| {row} | 0 | not run | | | | | |")
             continue
+        # How far the last validated pair fell below the best one (0: the run held what it learned).
+        drops = [max(v["accuracy"] for v in r["validation"]) - r["validation"][-1]["accuracy"] for r in records if r.get("validation")]
         after = [r["after"] for r in records]
         rsim = [a["rSIM planner"]["accuracy"] for a in after if "rSIM planner" in a]
         alone = [a["ZeroCoT"]["accuracy"] for a in after]
@@ -117,7 +125,7 @@ def table(results_dir: Path) -> str:
         steps = statistics.fmean(r["steps"] for r in records)
         secs = statistics.fmean(r["train_seconds"] for r in records)
         share_text = f"{mean_std(share)} ({', '.join(top)})" if share else "-"
-        lines.append(f"| {row} | {len(records)} | {mean_std(rsim)} | {mean_std(alone)} | {share_text} | {steps:.0f} | {secs:.0f} |")
+        lines.append(f"| {row} | {len(records)} | {mean_std(rsim)} | {mean_std(alone)} | {share_text} | {mean_std(drops)} | {steps:.0f} | {secs:.0f} |")
     return "\n".join(lines)
 
 

@@ -116,9 +116,12 @@ def evaluate_arith(
             summary, records = evaluate(method, problems, reasoner, library, config)
             counts = Counter(s for r in records for s in r["strategies"])
             top = counts.most_common(1)[0] if counts else (None, 0)
+            # The heuristic planner's rule: one deep-think per operation of the problem.
+            rule = [r["strategies"].count("deep-think") == len(p.meta["ops"]) for p, r in zip(problems, records, strict=True)]
             out[label] = {
                 "accuracy": summary.accuracy, "n": summary.n, "distinct_strategies": len(counts), "strategies": sorted(counts),
                 "top_strategy": top[0], "top_share": top[1] / max(1, counts.total()),  # the most used strategy's share of all steps
+                "deep_think_per_op": sum(rule) / max(1, len(rule)) if counts else 0.0,
             }
     finally:
         if model is not None:

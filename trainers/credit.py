@@ -6,8 +6,10 @@ Samples `G` trajectories for each of `n` training questions, as a training step 
 sampling, the reasoner at `--temperature`), and splits the within-group variance of R_acc, the only
 reward term that varies once R_format and R_follow are saturated, into the part between trajectories
 that took the same strategy sequence (it comes from the reasoner's own sampling, so its tokens deserve
-the credit) and the part between different sequences (it comes from the planner's choices, yet GRPO
-hands it to the reasoner's tokens as advantage all the same).
+the credit) and the part between different sequences (it comes from the planner's choices, yet GRPO's
+group baseline hands it to the reasoner's tokens as advantage all the same). Then, for each
+`reasoner_credit` of the trainer (`trainers/advantages.py`), the planner's share of the advantages it
+would give the reasoner, and the share of trajectories it credits at all.
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ import json
 import sys
 from collections import defaultdict
 
+import torch
+
 from rsim_graph.graph import build_graph, run_batch
 from rsim_graph.planners.policy import PolicyPlanner
 from rsim_graph.reasoners.hf import HFReasoner
 from rsim_graph.rewards import accuracy_reward
 from rsim_graph.strategies import StrategyLibrary
+from trainers.advantages import CREDITS, between_plan_share, reasoner_advantages
 from trainers.data import arith_dataset
 
 
@@ -65,9 +70,18 @@ def main(argv: list[str] | None = None) -> dict:
     golds = [a for a in data["solution"] for _ in range(args.group)]
     states = run_batch(graph, questions)
     rewards = [accuracy_reward([""], [g], step_texts=[[s["text"] for s in st["steps"]]])[0] for st, g in zip(states, golds, strict=True)]
-    parts = decompose(rewards, [tuple(s["strategy"] for s in st["steps"]) for st in states], args.group)
+    plans = [tuple(s["strategy"] for s in st["steps"]) for st in states]
+    parts = decompose(rewards, plans, args.group)
     share = parts["same_sequence"] / parts["total"] if parts["total"] else 0.0
-    return {"accuracy": sum(rewards) / len(rewards), **parts, "reasoner_share": round(share, 3)}
+    # What each `reasoner_credit` hands the reasoner: the planner's part of its advantages, and the trajectories it
+    # credits at all (a nonzero advantage on some token).
+    lengths = [[len(s.get("prompt_ids") or []) + len(s.get("completion_ids") or []) for s in st["steps"]] for st in states]
+    credits = {}
+    for credit in CREDITS:
+        adv = reasoner_advantages(torch.tensor(rewards), plans, args.group, credit=credit, step_lengths=lengths, width=max(map(sum, lengths)))
+        credited = (adv.abs().view(len(rewards), -1).sum(1) > 0).float().mean().item()
+        credits[credit] = {"between_plan_share": round(between_plan_share(adv, plans, args.group), 3), "credited": round(credited, 3)}
+    return {"accuracy": sum(rewards) / len(rewards), **parts, "reasoner_share": round(share, 3), "credit": credits}
 
 
 if __name__ == "__main__":

@@ -96,10 +96,11 @@ def evaluation(script_args, config, model, tokenizer, library, planner_dir: str,
 
 
 def table(before: dict, after: dict) -> str:
-    lines = ["| Method | before | after | distinct strategies after |", "|---|---|---|---|"]
+    lines = ["| Method | before | after | distinct strategies after | one deep-think per operation |", "|---|---|---|---|---|"]
     for label, a in after.items():
         b = before.get(label, {}).get("accuracy")
-        lines.append(f"| {label} | {'-' if b is None else f'{100 * b:.1f}%'} | {100 * a['accuracy']:.1f}% | {a['distinct_strategies']} |")
+        rule = f"{100 * a['deep_think_per_op']:.1f}%" if a["distinct_strategies"] else "-"
+        lines.append(f"| {label} | {'-' if b is None else f'{100 * b:.1f}%'} | {100 * a['accuracy']:.1f}% | {a['distinct_strategies']} | {rule} |")
     return "\n".join(lines)
 
 
@@ -118,6 +119,18 @@ def load_starting_planner(script_args, library, seed: int) -> PolicyPlanner:
     return planner
 
 
+def warmup_config(script_args, training_args: MARLConfig) -> SFTConfig:
+    """The warm-up's SFT pass: one epoch at `warmup_learning_rate`, with the loss on the reasoner's own tokens only
+    (`completion_only_loss`: the injected strategy text is masked out, as in the RL stage)."""
+    return SFTConfig(
+        output_dir=str(Path(training_args.output_dir) / "warmup"), per_device_train_batch_size=training_args.per_device_train_batch_size,
+        num_train_epochs=1, learning_rate=script_args.warmup_learning_rate, lr_scheduler_type="constant",
+        completion_only_loss=True, bf16=training_args.bf16, gradient_checkpointing=training_args.gradient_checkpointing,
+        seed=training_args.seed, save_strategy="no", report_to="none", logging_steps=10, use_cpu=training_args.use_cpu,
+        disable_tqdm=training_args.disable_tqdm,
+    )
+
+
 def warm_up(script_args, training_args: MARLConfig, model, tokenizer, planner, library, data) -> dict:
     """The paper's warm-up (Sec. 3.5) on the run's own task, from the reasoner's own sampled rollouts."""
     from rsim_graph.reasoners.hf import HFReasoner
@@ -134,14 +147,7 @@ def warm_up(script_args, training_args: MARLConfig, model, tokenizer, planner, l
         )
     if state.num_processes > 1:
         samples, drawn = broadcast_object_list([samples, drawn])
-    args = SFTConfig(
-        output_dir=str(Path(training_args.output_dir) / "warmup"), per_device_train_batch_size=training_args.per_device_train_batch_size,
-        num_train_epochs=1, learning_rate=script_args.warmup_learning_rate, lr_scheduler_type="constant",
-        completion_only_loss=True, bf16=training_args.bf16, gradient_checkpointing=training_args.gradient_checkpointing,
-        seed=training_args.seed, save_strategy="no", report_to="none", logging_steps=10, use_cpu=training_args.use_cpu,
-        disable_tqdm=training_args.disable_tqdm,
-    )
-    metrics = run_warmup(sampler, samples, library, args, training_args.injection) if samples else {}
+    metrics = run_warmup(sampler, samples, library, warmup_config(script_args, training_args), training_args.injection) if samples else {}
     logger.info("warm-up: %d samples from %d rollouts, %.0fs", len(samples), drawn, time.perf_counter() - start)
     return {"samples": len(samples), "rollouts": drawn, "seconds": round(time.perf_counter() - start, 1), "loss": metrics.get("train_loss")}
 

@@ -8,6 +8,7 @@ from trl import GRPOConfig
 
 from rsim_graph.config import runtime_field
 from rsim_graph.strategies import INJECTIONS
+from trainers.advantages import CREDITS, SCALES
 
 
 @dataclass
@@ -62,6 +63,15 @@ class MARLConfig(GRPOConfig):
             formats); `auto` as in the runtime (prefill for the bundled tiny models, system for others), resolved
             by the trainer from the reasoner it is given. The token ids the loss reads are the ones the graph
             built, so any choice trains exactly.
+        reasoner_credit (`str`, *optional*, defaults to `"plan"`):
+            The reasoner's GRPO baseline (`trainers/advantages.py`): `group`, the paper's (the mean reward of the
+            prompt's group, so the planner's choices are credited to the reasoner's tokens too); `plan`, the mean
+            of the group's trajectories with the same strategy sequence (only what the reasoner's own sampling
+            changed is credited to it); `prefix`, per step, the mean of those that shared the strategies so far.
+        planner_scale_rewards (`str`, *optional*, defaults to `"group"`):
+            What the planner's group-centred rewards are divided by, as TRL's `scale_rewards` for the reasoner:
+            `group` (the group's std, GRPO's), `batch`, or `none` (Dr. GRPO: groups whose rewards barely differ
+            get small advantages instead of unit-scale ones).
         planner_gradient_checkpointing (`bool`, *optional*, defaults to `False`):
             Recompute the planner backbone's activations in its loss pass (for large planners).
         log_update_norms (`bool`, *optional*, defaults to `False`):
@@ -91,6 +101,12 @@ class MARLConfig(GRPOConfig):
     )
     repeat_terminal_reward: float = field(
         default=-1.0, metadata={"help": "R_terminal of a run ended by a verbatim repeat (default -1, as any forced end)."}
+    )
+    reasoner_credit: str = field(
+        default="plan", metadata={"help": "The reasoner's baseline: group (paper), plan (same strategy sequence) or prefix (same strategies so far, per step)."}
+    )
+    planner_scale_rewards: str = field(
+        default="group", metadata={"help": "Divisor of the planner's centred rewards: group (std, GRPO), batch or none (Dr. GRPO)."}
     )
 
     planner_gradient_checkpointing: bool = field(
@@ -133,6 +149,10 @@ class MARLConfig(GRPOConfig):
             )
         if self.injection not in ("auto", *INJECTIONS):
             raise ValueError(f"injection={self.injection!r} is not a choice; use auto or one of {', '.join(INJECTIONS)}")
+        if self.reasoner_credit not in CREDITS:
+            raise ValueError(f"reasoner_credit={self.reasoner_credit!r} is not a choice; use one of {', '.join(CREDITS)}")
+        if self.planner_scale_rewards not in SCALES:
+            raise ValueError(f"planner_scale_rewards={self.planner_scale_rewards!r} is not a choice; use one of {', '.join(SCALES)}")
         if len(self.planner_reward_weights) != 3:
             raise ValueError(
                 f"planner_reward_weights has {len(self.planner_reward_weights)} values; give three, "

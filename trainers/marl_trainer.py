@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from accelerate.utils import DistributedType, reduce
+from accelerate.utils import DistributedType, gather_object, reduce
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import TrainerCallback
 from trl import GRPOTrainer
@@ -21,6 +21,7 @@ from rsim_graph.planners.policy import PolicyPlanner
 from rsim_graph.reasoners.hf import HFReasoner
 from rsim_graph.rewards import planner_reward_funcs, reasoner_reward_funcs
 from rsim_graph.strategies import StrategyLibrary
+from trainers.advantages import between_plan_share, group_advantages, reasoner_advantages
 from trainers.marl_config import MARLConfig
 from trainers.rollout import GraphRollout
 
@@ -58,7 +59,9 @@ class MARLTrainer(GRPOTrainer):
        (`planner_learning_rate`) and is updated in the same optimizer step. Whatever is saved as the
        reasoner, loaded into it or synced to vLLM sees the model without it (`reasoner_only`).
     3. `_generate_and_score_completions` also scores the planner (R_acc + R_penalty + R_terminal) and
-       normalizes those rewards within each group of `num_generations`, as GRPO does for the reasoner.
+       centres those rewards within each group of `num_generations`, as GRPO does for the reasoner (divided by
+       the group's std, or not: `planner_scale_rewards`), and replaces the reasoner's GRPO baseline by
+       `reasoner_credit`'s (`trainers/advantages.py`).
     4. `_compute_loss` returns `L_planner + L_reasoner`, where `L_reasoner` is GRPO's loss unchanged and
        `L_planner` is the clipped-ratio surrogate over the planner's per-step choices (mean over choices),
        with optional KL (`planner_beta`) and entropy bonus (`planner_entropy_coef`).
@@ -82,6 +85,10 @@ class MARLTrainer(GRPOTrainer):
       run ended by the repeat rule as `repeat_terminal_reward` (-1 by default).
     - The planner's surrogate is averaged over its choices in a micro-batch; the paper does not say how
       it aggregates over steps.
+    - The reasoner's advantage compares each trajectory with the trajectories of its group that took the same
+      strategy sequence (`reasoner_credit="plan"`), not with the whole group: with the whole group, most of
+      what the reasoner was credited for was the planner's doing (`python -m trainers.credit`). `group` is
+      the paper's.
     - The planner reads the question and the last 200 characters of each step tagged with its strategy
       (`planner_text`), not the reasoner's full context.
     - One optimizer holds both agents as two parameter groups (so its checkpoint holds both agents'
@@ -261,17 +268,43 @@ class MARLTrainer(GRPOTrainer):
         # Planner advantages: group-relative, over the `num_generations` trajectories of one prompt.
         G = self.num_generations if mode == "train" else self.num_generations_eval
         weights = torch.tensor(self.args.planner_reward_weights, device=device)
-        reward = (everyone[:, [0, 3, 4]] * weights).sum(-1).view(-1, G)  # (groups, G)
-        adv = (reward - reward.mean(-1, keepdim=True)) / (reward.std(-1, keepdim=True) + 1e-4)
+        reward = (everyone[:, [0, 3, 4]] * weights).sum(-1)  # (B * processes,)
         B = len(inputs)
-        adv = adv.view(-1)[self.accelerator.process_index * B : (self.accelerator.process_index + 1) * B]
-        output["planner_advantages"] = adv
+        local_rows = slice(self.accelerator.process_index * B, (self.accelerator.process_index + 1) * B)
+        output["planner_advantages"] = group_advantages(reward, G, self.args.planner_scale_rewards)[local_rows]
+        self._credit_reasoner(output, cols["strategies"], [row["step_lengths"] for row in inputs], G, local_rows, mode)
         for key in ("planner_texts", "planner_actions", "planner_logps"):
             output[key] = cols[key]
         if self.ref_planner is not None:
             output["planner_ref_logps"] = [self._ref_logps(texts) for texts in cols["planner_texts"]]
         self._log_rollout(mode, everyone, cols["strategies"], local.new_tensor([len(s) for s in cols["strategies"]]))
         return output
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        # Kept for `_credit_reasoner`: the reasoner's rewards exactly as GRPO scored them, all processes' rows.
+        self._reasoner_rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        return self._reasoner_rewards
+
+    def _credit_reasoner(self, output: dict, strategies: list[list[str]], step_lengths: list[list[int]], G: int, local_rows: slice, mode: str) -> None:
+        """Replaces GRPO's reasoner advantages with `reasoner_credit`'s (`trainers.advantages`); `group` keeps TRL's."""
+        plans = [tuple(p) for p in gather_object(strategies)]  # every process's rows, in `gather` order
+        lengths = gather_object(step_lengths)
+        per_func = self._reasoner_rewards  # (B * processes, reward functions)
+        rewards = (per_func * self.reward_weights.to(per_func.device)).nansum(1)
+        rewards[torch.isnan(per_func).all(1)] = torch.nan  # unscorable: its peers' baselines and its own advantage become 0
+        adv = reasoner_advantages(
+            rewards, plans, G, credit=self.args.reasoner_credit, scale=self.scale_rewards,
+            step_lengths=lengths, width=max(sum(x) for x in lengths),
+        )
+        adv = torch.nan_to_num(adv, nan=0.0)
+        if self.args.reasoner_credit != "group":  # `group` is TRL's own advantage, left as computed
+            local = adv[local_rows]
+            output["advantages"] = (local[:, : output["completion_ids"].shape[1]] if local.dim() == 2 else local).to(output["completion_ids"].device)
+        # How much of the reasoner's advantage is the planner's doing (0 under `plan`, by construction), and how many
+        # trajectories share their plan with another of their group (the rows `plan` can credit).
+        self._metrics[mode]["credit/between_plan_share"].append(between_plan_share(adv, plans, G))
+        shared = [sum(p == plans[k] for p in plans[k - k % G : k - k % G + G]) > 1 for k in range(len(plans))]
+        self._metrics[mode]["credit/shared_plan_share"].append(sum(shared) / len(shared))
 
     @torch.no_grad()
     def _ref_logps(self, texts: list[str]) -> torch.Tensor | None:
@@ -346,6 +379,9 @@ class MARLTrainer(GRPOTrainer):
         torch.save(samplers, folder / f"samplers_{self.accelerator.process_index}.pt")
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        state_file = Path(resume_from_checkpoint) / STATE_FILE
+        if not state_file.is_file():  # before anything is loaded: the config's stage schedule may not be the run's
+            raise CheckpointError(f"checkpoint {resume_from_checkpoint} is incomplete (no {STATE_FILE}): its stage schedule is unknown")
         with self.reasoner_only():
             super()._load_from_checkpoint(resume_from_checkpoint, model)
         saved = PolicyPlanner.from_pretrained(Path(resume_from_checkpoint) / PLANNER_DIR)
@@ -356,12 +392,10 @@ class MARLTrainer(GRPOTrainer):
             )
         if not self.is_deepspeed_enabled:  # a DeepSpeed engine's checkpoint already holds the planner's shards
             self.planner.load_state_dict(saved.state_dict())
-        state_file = Path(resume_from_checkpoint) / STATE_FILE
-        if state_file.is_file():
-            saved_step = json.loads(state_file.read_text())["stage2_start_step"]
-            if self.args.stage2_start_step is not None and self.args.stage2_start_step != saved_step:
-                logger.warning("stage 2 starts at step %d as in the checkpoint, not at --stage2_start_step %d", saved_step, self.args.stage2_start_step)
-            self.saved_stage2_step = saved_step
+        saved_step = json.loads(state_file.read_text())["stage2_start_step"]
+        if self.args.stage2_start_step is not None and self.args.stage2_start_step != saved_step:
+            logger.warning("stage 2 starts at step %d as in the checkpoint, not at --stage2_start_step %d", saved_step, self.args.stage2_start_step)
+        self.saved_stage2_step = saved_step
 
     def _load_rng_state(self, checkpoint):
         super()._load_rng_state(checkpoint)
@@ -410,12 +444,14 @@ def check_checkpoint(path: str | Path) -> None:
     if not path.is_dir():
         raise CheckpointError(f"checkpoint {path} does not exist; pass a checkpoint-N directory of this trainer, or 'true' for the latest")
     weights = "adapter_model.safetensors" if (path / "adapter_model.safetensors").is_file() else "model.safetensors"  # LoRA: the adapter alone
-    for name in ("trainer_state.json", weights, "optimizer.pt", f"{PLANNER_DIR}/planner.json"):
+    for name in ("trainer_state.json", weights, "optimizer.pt", STATE_FILE, f"{PLANNER_DIR}/planner.json"):
         if not (path / name).is_file():
             raise CheckpointError(f"checkpoint {path} is incomplete (no {name}); {hint}")
     current = "trainer_state.json"
     try:
         json.loads((path / current).read_text())
+        current = STATE_FILE
+        int(json.loads((path / current).read_text())["stage2_start_step"])
         current = weights
         with safe_open(str(path / current), "pt") as f:
             for key in f.keys():  # noqa: SIM118 (a safetensors handle, not a dict)

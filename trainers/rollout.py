@@ -50,6 +50,7 @@ def trajectory_row(state: RSIMState, library: StrategyLibrary, read=planner_text
         "strategies": [s["strategy"] for s in steps],
         "forced": [bool(s.get("forced")) for s in steps],
         "step_texts": [s["text"] for s in steps],
+        "step_lengths": [len(s.get("prompt_ids") or []) + len(s.get("completion_ids") or []) for s in steps],  # tokens per step
         "answer": state.get("answer") or "",
         "stop_reason": state.get("stop_reason") or "",
         # The planner saw `question + steps[:i]` when it chose step i (forced steps were not its choice).

@@ -112,9 +112,17 @@ class Validation(TrainerCallback):
             self.validate(state.global_step)
 
     def load_best(self) -> dict | None:
-        """Put the best validated weights back into the trainer's planner and reasoner; returns the best record."""
+        """Put the best validated weights back into the trainer's planner and reasoner; returns the best record, with
+        `improved`: whether a validation after the first (step 0, before any training) beat it. When none did, the
+        final pair is the starting one, and a warning says so."""
         if self.best is None or not (self.best_dir / "planner").is_dir():
             return None
+        first = min(self.history, key=lambda h: h["step"]) if self.history else self.best
+        improved = self.best["step"] != first["step"]
+        if not improved:
+            logger.warning(
+                "no validation beat step %d (%.1f%%): the final pair is the step-%d pair", first["step"], 100 * first["accuracy"], first["step"]
+            )
         from safetensors.torch import load_file
 
         self.trainer.planner.load_state_dict(PolicyPlanner.from_pretrained(self.best_dir / "planner").state_dict())
@@ -130,4 +138,4 @@ class Validation(TrainerCallback):
         tied = {k for k in result.missing_keys if k.endswith("lm_head.weight")}  # tied to the embeddings, saved once
         if result.unexpected_keys or set(result.missing_keys) - tied:
             raise RuntimeError(f"best reasoner in {self.best_dir} does not match the model: {result.unexpected_keys or result.missing_keys}")
-        return self.best
+        return {**self.best, "improved": improved}
