@@ -254,3 +254,23 @@ def test_continual_learning_grows_the_head_and_trains_on_a_new_task(tmp_path, ti
     assert done.returncode == 0, done.stderr[-2000:]
     grown = PolicyPlanner.from_pretrained(out / "planner")
     assert grown.library.ids == [*library.ids, "estimate"] and grown.head.weight.shape[0] == len(library) + 1
+
+
+def test_resume_true_takes_the_newest_whole_checkpoint(tmp_path, monkeypatch, caplog):
+    import trainers.marl_trainer as mt
+    from rsim_graph.errors import CheckpointError
+
+    for step in (5, 10, 15):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+
+    def check(path):  # checkpoint-15 was being written when the run was killed
+        if path.name == "checkpoint-15":
+            raise CheckpointError(f"checkpoint {path} is incomplete (no marl_state.json)")
+
+    monkeypatch.setattr(mt, "check_checkpoint", check)
+    assert mt.last_whole_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
+    assert "skipping checkpoint-15" in caplog.text
+    assert mt.last_whole_checkpoint(tmp_path / "empty") is None
+    monkeypatch.setattr(mt, "check_checkpoint", lambda path: check(path.with_name("checkpoint-15")))
+    with pytest.raises(CheckpointError, match="no whole checkpoint in"):
+        mt.last_whole_checkpoint(tmp_path)

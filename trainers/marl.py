@@ -27,7 +27,6 @@ from pathlib import Path
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 from transformers import set_seed
-from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, SFTConfig
 
 from rsim_graph.config import runtime_field
@@ -46,7 +45,7 @@ from trainers.common import (
 )
 from trainers.data import task_dataset
 from trainers.marl_config import MARLConfig
-from trainers.marl_trainer import MARLTrainer, check_checkpoint
+from trainers.marl_trainer import MARLTrainer, check_checkpoint, last_whole_checkpoint
 from trainers.plots import plot_training
 from trainers.sft import collect_warmup, run_warmup
 from trainers.validation import Validation
@@ -169,7 +168,7 @@ def main(script_args: MARLScriptArguments, training_args: MARLConfig, model_args
     dataset = data.select(range(len(data) - script_args.validation_size))
     resume = training_args.resume_from_checkpoint
     if resume in ("True", "true", "last"):
-        resume = get_last_checkpoint(training_args.output_dir)
+        resume = last_whole_checkpoint(training_args.output_dir)
     if resume:
         check_checkpoint(resume)
     out = Path(training_args.output_dir)

@@ -461,3 +461,20 @@ def check_checkpoint(path: str | Path) -> None:
     except Exception as e:  # any failure to read a file is the same finding: the checkpoint is damaged
         raise CheckpointError(f"checkpoint {path} is corrupt ({current}: {str(e).splitlines()[0][:120]}); {hint}") from e
     PolicyPlanner.from_pretrained(path / PLANNER_DIR)  # raises CheckpointError with the reason
+
+
+def last_whole_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest `checkpoint-N` in `output_dir` that `check_checkpoint` accepts (a run killed while saving leaves
+    its newest one incomplete: the one before is used, with a warning); None when there is no checkpoint at all."""
+    found = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]) if p.name.split("-")[1].isdigit() else -1, reverse=True)
+    for path in found:
+        try:
+            check_checkpoint(path)
+        except CheckpointError as e:
+            logger.warning("skipping %s: %s", path.name, e)
+            continue
+        return str(path)
+    if found:
+        raise CheckpointError(f"no whole checkpoint in {output_dir}: each checkpoint-N is incomplete or corrupt; start afresh without --resume_from_checkpoint")
+    return None
+
