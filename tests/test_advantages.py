@@ -132,3 +132,41 @@ def test_trainer_hands_the_reasoner_its_credits_advantages(tmp_path, tiny_lm, to
     if credit == "group":  # the planner's part, credited to the reasoner
         assert logged > 0.5
     assert trainer._metrics["train"]["credit/shared_plan_share"][-1] == pytest.approx(2 / 8)
+
+
+def test_unscorable_rows_are_left_out_of_their_groups_baseline_and_scale():
+    rewards = torch.tensor([1.0, float("nan"), 0.0, 2.0, 1.0, 0.0, 1.0, 0.0])
+    adv = group_advantages(rewards, 4, "group")
+    kept = torch.tensor([1.0, 0.0, 2.0])
+    assert adv[1] == 0.0 and not torch.isnan(adv).any()
+    assert adv[[0, 2, 3]].tolist() == pytest.approx(((kept - kept.mean()) / (kept.std() + 1e-4)).tolist())
+    assert adv[4:].tolist() == pytest.approx(group_advantages(rewards[4:], 4, "group").tolist())  # the other group untouched
+    plan = reasoner_advantages(rewards, [("a",)] * 8, 4, credit="plan", scale="none")
+    assert plan.tolist() == pytest.approx([0.0, 0.0, -1.0, 1.0, 0.5, -0.5, 0.5, -0.5])
+
+
+def test_credit_takes_this_processes_rows_and_pads_them_to_its_width(tmp_path, tiny_lm, tokenizer, planner_dir, monkeypatch):
+    """Process 1 of 2: the gathered rows are both processes', the advantages are rows 4-7, as wide as its completions."""
+    from copy import deepcopy
+
+    import trainers.marl_trainer as mt
+    from rsim_graph.planners.policy import PolicyPlanner
+    from tests.conftest import tiny_args
+    from trainers.data import arith_dataset
+
+    args = tiny_args(tmp_path, per_device_train_batch_size=4, num_generations=4, reasoner_credit="prefix")
+    trainer = mt.MARLTrainer(deepcopy(tiny_lm).train(), PolicyPlanner.from_pretrained(planner_dir, seed=0), args,
+                             train_dataset=arith_dataset(16), processing_class=tokenizer)
+    plans = [["u", "d", "t"], ["u", "d", "t"], ["u", "t"], ["t"], ["d", "t"], ["d", "t"], ["d", "s", "t"], ["u", "t"]]
+    lengths = [[1, 2, 1], [2, 2, 1], [1, 1], [3], [2, 3], [1, 1], [1, 1, 1], [4, 1]]
+    monkeypatch.setattr(mt, "gather_object", lambda local: plans if isinstance(local[0][0], str) else lengths)
+    rewards = torch.tensor([1.0, 0.0, 1.0, 0.0, 3.0, 1.0, 0.0, 2.0])
+    trainer._reasoner_rewards = torch.stack([rewards, torch.zeros(8), torch.zeros(8)], 1)  # R_acc, R_format, R_follow
+    output = {"completion_ids": torch.zeros(4, 9, dtype=torch.long)}  # padded past the longest row (5 tokens)
+    trainer._credit_reasoner(output, plans[4:], lengths[4:], 4, slice(4, 8), "train")
+    assert output["advantages"].shape == (4, 9)
+    expected = reasoner_advantages(rewards, [tuple(p) for p in plans], 4, credit="prefix", step_lengths=lengths, width=9)[4:]
+    torch.testing.assert_close(output["advantages"], expected)
+    # Row 4 took (d, t) in 2 + 3 tokens: its "d" is shared with rows 5 and 6 (mean 4/3), its (d, t) with row 5 (mean 2).
+    scale = rewards[4:].std().item() + 1e-4
+    assert output["advantages"][0].tolist() == pytest.approx([(3 - 4 / 3) / scale] * 2 + [(3 - 2) / scale] * 3 + [0.0] * 4)

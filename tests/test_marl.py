@@ -82,6 +82,9 @@ def test_prompt_question_reads_strings_and_conversations():
         ({"planner_reward_weights": [1.0, 1.0]}, "give three, for R_acc, R_penalty and R_terminal"),
         ({"ddp_find_unused_parameters": True}, "DDP would mark ready twice"),
         ({"injection": "xml"}, "injection='xml' is not a choice; use auto or one of prefill, system, headers"),
+        ({"reasoner_credit": "token"}, "reasoner_credit='token' is not a choice; use one of group, plan, prefix"),
+        ({"planner_scale_rewards": "rank"}, "planner_scale_rewards='rank' is not a choice; use one of group, batch, none"),
+        ({"reasoner_credit": "plan", "multi_objective_aggregation": "normalize_then_sum"}, "use multi_objective_aggregation='sum_then_normalize'"),
     ],
 )
 def test_config_errors_say_what_to_fix(tmp_path, overrides, message):

@@ -30,32 +30,41 @@ CREDITS = ("group", "plan", "prefix")
 Plan = tuple[str, ...]  # one trajectory's strategy ids, in order
 
 
+def nanstd(x: torch.Tensor, dim: int | None = None, keepdim: bool = False) -> torch.Tensor:
+    """The sample std of the non-NaN values (an unscorable row is NaN and must not spoil its group's scale)."""
+    mean = torch.nanmean(x, dim=dim, keepdim=True)
+    count = (~torch.isnan(x)).sum(dim=dim, keepdim=keepdim) if dim is not None else (~torch.isnan(x)).sum()
+    squares = torch.nansum((x - mean) ** 2, dim=dim, keepdim=keepdim) if dim is not None else torch.nansum((x - mean) ** 2)
+    return (squares / (count - 1).clamp(min=1)).sqrt()
+
+
 def reward_scale(rewards: torch.Tensor, group: int, scale: str) -> torch.Tensor:
     """The divisor of each row's advantage: its group's std (`group`), the batch's (`batch`) or 1 (`none`), plus EPS
-    for the first two; shape `(N,)`."""
+    for the first two, NaN rows left out; shape `(N,)`."""
     if scale == "none":
         return torch.ones_like(rewards)
     if scale == "batch":
-        return (rewards.std() + EPS).expand_as(rewards) if rewards.numel() > 1 else torch.ones_like(rewards)
+        return (nanstd(rewards) + EPS).expand_as(rewards) if rewards.numel() > 1 else torch.ones_like(rewards)
     if scale == "group":
-        return (rewards.view(-1, group).std(-1, keepdim=True) + EPS).expand(-1, group).reshape(-1)
+        return (nanstd(rewards.view(-1, group), -1, keepdim=True) + EPS).expand(-1, group).reshape(-1)
     raise ValueError(f"scale={scale!r} is not one of {', '.join(SCALES)}")
 
 
 def group_advantages(rewards: torch.Tensor, group: int, scale: str = "group") -> torch.Tensor:
-    """GRPO's advantages: each reward minus the mean of its group of `group` consecutive rows, over `reward_scale`.
+    """GRPO's advantages: each reward minus the mean of its group of `group` consecutive rows, over `reward_scale`;
+    NaN rows (unscorable) are left out of the mean and the scale, and get 0.
 
     >>> group_advantages(torch.tensor([1.0, 0.0, 3.0, 3.0]), 2, "none").tolist()
     [0.5, -0.5, 0.0, 0.0]
     """
     grouped = rewards.view(-1, group)  # (prompts, G)
-    centred = (grouped - grouped.mean(-1, keepdim=True)).reshape(-1)
-    return centred / reward_scale(rewards, group, scale)
+    centred = (grouped - torch.nanmean(grouped, -1, keepdim=True)).reshape(-1)
+    return torch.nan_to_num(centred / reward_scale(rewards, group, scale), nan=0.0)
 
 
 def peer_baselines(rewards: list[float], keys: list, group: int) -> list[float | None]:
     """For each row, the mean reward of the rows of its group with the same key (itself included), or None when
-    no other row of the group has its key.
+    no other row of the group has its key. NaN rewards (unscorable rows) are nobody's peers.
 
     >>> peer_baselines([1.0, 0.0, 1.0, 5.0], ["a", "a", "b", "a"], 4)
     [2.0, 2.0, None, 2.0]
@@ -64,7 +73,8 @@ def peer_baselines(rewards: list[float], keys: list, group: int) -> list[float |
     for start in range(0, len(rewards), group):
         peers: dict = defaultdict(list)
         for r, k in zip(rewards[start : start + group], keys[start : start + group], strict=True):
-            peers[k].append(r)
+            if r == r:  # not NaN
+                peers[k].append(r)
         out += [sum(peers[k]) / len(peers[k]) if len(peers[k]) > 1 else None for k in keys[start : start + group]]
     return out
 
@@ -99,7 +109,8 @@ def reasoner_advantages(
 
     def centred(keys: list) -> torch.Tensor:
         base = peer_baselines(r, keys, group)
-        return torch.tensor([0.0 if b is None else x - b for x, b in zip(r, base, strict=True)], dtype=rewards.dtype, device=rewards.device)
+        # NaN rows (unscorable) have no peers of their own and get 0, as in TRL.
+        return torch.tensor([0.0 if b is None or x != x else x - b for x, b in zip(r, base, strict=True)], dtype=rewards.dtype, device=rewards.device)
 
     if credit == "plan":
         return centred([tuple(p) for p in plans]) / divisor

@@ -151,6 +151,11 @@ class MARLConfig(GRPOConfig):
             raise ValueError(f"injection={self.injection!r} is not a choice; use auto or one of {', '.join(INJECTIONS)}")
         if self.reasoner_credit not in CREDITS:
             raise ValueError(f"reasoner_credit={self.reasoner_credit!r} is not a choice; use one of {', '.join(CREDITS)}")
+        if self.reasoner_credit != "group" and self.multi_objective_aggregation != "sum_then_normalize":
+            raise ValueError(
+                f"reasoner_credit={self.reasoner_credit!r} sums the reasoner's rewards before its baseline; "
+                "use multi_objective_aggregation='sum_then_normalize', or reasoner_credit='group'"
+            )
         if self.planner_scale_rewards not in SCALES:
             raise ValueError(f"planner_scale_rewards={self.planner_scale_rewards!r} is not a choice; use one of {', '.join(SCALES)}")
         if len(self.planner_reward_weights) != 3:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -291,15 +292,21 @@ class MARLTrainer(GRPOTrainer):
         lengths = gather_object(step_lengths)
         per_func = self._reasoner_rewards  # (B * processes, reward functions)
         rewards = (per_func * self.reward_weights.to(per_func.device)).nansum(1)
-        rewards[torch.isnan(per_func).all(1)] = torch.nan  # unscorable: its peers' baselines and its own advantage become 0
+        rewards[torch.isnan(per_func).all(1)] = torch.nan  # unscorable: nobody's peer, and its own advantage is 0
+        width = output["completion_ids"].shape[1]  # this process's padded length (TRL may pad beyond the longest row)
         adv = reasoner_advantages(
             rewards, plans, G, credit=self.args.reasoner_credit, scale=self.scale_rewards,
-            step_lengths=lengths, width=max(sum(x) for x in lengths),
+            step_lengths=lengths, width=max(width, *(sum(x) for x in lengths)),
         )
         adv = torch.nan_to_num(adv, nan=0.0)
         if self.args.reasoner_credit != "group":  # `group` is TRL's own advantage, left as computed
             local = adv[local_rows]
-            output["advantages"] = (local[:, : output["completion_ids"].shape[1]] if local.dim() == 2 else local).to(output["completion_ids"].device)
+            output["advantages"] = (local[:, :width] if local.dim() == 2 else local).to(output["completion_ids"].device)
+            # TRL logged its own (group) advantages for these rows: log the ones trained on instead (per-token: their mean).
+            logged = self._logs["advantages"]
+            for _ in range(min(len(plans), len(logged))):
+                logged.pop()
+            logged.extend((adv.sum(1) / (adv != 0).sum(1).clamp(min=1) if adv.dim() == 2 else adv).tolist())
         # How much of the reasoner's advantage is the planner's doing (0 under `plan`, by construction), and how many
         # trajectories share their plan with another of their group (the rows `plan` can credit).
         self._metrics[mode]["credit/between_plan_share"].append(between_plan_share(adv, plans, G))
@@ -466,7 +473,8 @@ def check_checkpoint(path: str | Path) -> None:
 def last_whole_checkpoint(output_dir: str | Path) -> str | None:
     """The newest `checkpoint-N` in `output_dir` that `check_checkpoint` accepts (a run killed while saving leaves
     its newest one incomplete: the one before is used, with a warning); None when there is no checkpoint at all."""
-    found = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]) if p.name.split("-")[1].isdigit() else -1, reverse=True)
+    found = [p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name)]  # as HF's
+    found.sort(key=lambda p: int(p.name.split("-")[1]), reverse=True)
     for path in found:
         try:
             check_checkpoint(path)
