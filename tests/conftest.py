@@ -94,8 +94,8 @@ def tiny_args(tmp_path, **overrides):
         max_reasoning_steps=3, max_step_tokens=8, max_completion_length=32, max_steps=2, stage2_start_step=1,
         learning_rate=1e-2, planner_learning_rate=1e-2, temperature=1.0, logging_steps=1, save_strategy="no",
         report_to="none", bf16=False, gradient_checkpointing=False, seed=0, disable_tqdm=True,
-        # The random test planner's plans seldom repeat within a group of 2, so `plan` credit would give the
-        # reasoner no gradient at all; tests of the credit options set reasoner_credit themselves.
+        # The default, said here because the random test planner's plans seldom repeat within a group of 2, so
+        # `plan` credit would give the reasoner no gradient at all; tests of the credit options set it themselves.
         reasoner_credit="group",
     )
     kw.update(overrides)

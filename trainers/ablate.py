@@ -12,8 +12,8 @@ reports greedy accuracy on the held-out test problems (mean ± std over seeds) o
 planner and reasoner together, the reasoner alone, and the most-used strategy's share of all steps.
 
 Rows:
-- `full`: rSIM as the recipe runs it (λ 0.7 then 0.3, warm-up, all reward terms, `plan` credit).
-- `group-credit`: the reasoner's GRPO baseline is its whole group's mean (the paper's), not its plan's.
+- `full`: rSIM as the recipe runs it (λ 0.7 then 0.3, warm-up, all reward terms, the paper's group baseline).
+- `plan-credit`: the reasoner's GRPO baseline is the mean of its group's trajectories with the same strategy sequence.
 - `prefix-credit`: the reasoner's baseline, per step, is the mean of the trajectories that shared its plan so far.
 - `planner-std`: the planner's centred rewards are divided by their group's std (GRPO's), not left as they are.
 - `no-stage-switch`: λ stays 0.7 (stage 1) for the whole run.
@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 ROWS: dict[str, list[str]] = {
     "full": [],
-    "group-credit": ["--reasoner_credit", "group"],
+    "plan-credit": ["--reasoner_credit", "plan"],
     "prefix-credit": ["--reasoner_credit", "prefix"],
     "planner-std": ["--planner_scale_rewards", "group"],
     "no-stage-switch": ["--stage2_start_step", "1000000000"],
@@ -135,11 +135,14 @@ def method_table(results_dir: Path, row: str = "full") -> str:
     if not records:
         return f"(row {row}: no recorded runs)"
     seeds = ", ".join(str(r["seed"]) for r in records)
-    lines = [f"| Method (row {row}, seeds {seeds}) | before | after |", "|---|---|---|"]
+    lines = [f"| Method (row {row}, seeds {seeds}) | before | after | one deep-think per operation |", "|---|---|---|---|"]
     for label in records[0]["after"]:
         before = [r["before"][label]["accuracy"] for r in records if label in r.get("before", {})]
         after = [r["after"][label]["accuracy"] for r in records if label in r["after"]]
-        lines.append(f"| {label} | {mean_std(before)} | {mean_std(after)} |")
+        # The heuristic planner's rule (recorded since issue 23): how often the plan's deep-thinks match the operations.
+        rule = [r["after"][label].get("deep_think_per_op") for r in records if r["after"].get(label, {}).get("distinct_strategies")]
+        rule = [x for x in rule if x is not None]
+        lines.append(f"| {label} | {mean_std(before)} | {mean_std(after)} | {mean_std(rule)} |")
     return "\n".join(lines)
 
 

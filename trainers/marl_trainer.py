@@ -86,10 +86,10 @@ class MARLTrainer(GRPOTrainer):
       run ended by the repeat rule as `repeat_terminal_reward` (-1 by default).
     - The planner's surrogate is averaged over its choices in a micro-batch; the paper does not say how
       it aggregates over steps.
-    - The reasoner's advantage compares each trajectory with the trajectories of its group that took the same
-      strategy sequence (`reasoner_credit="plan"`), not with the whole group: with the whole group, most of
-      what the reasoner was credited for was the planner's doing (`python -m trainers.credit`). `group` is
-      the paper's.
+    - Not a deviation by default: the reasoner's baseline is its group's mean, as in the paper, though most
+      of what it then credits to the reasoner is the planner's doing (`python -m trainers.credit`);
+      `reasoner_credit="plan"` or `"prefix"` credits only what the reasoner's own sampling changed, and
+      scored lower on ArithWorld (README, deviation 13).
     - The planner reads the question and the last 200 characters of each step tagged with its strategy
       (`planner_text`), not the reasoner's full context.
     - One optimizer holds both agents as two parameter groups (so its checkpoint holds both agents'
