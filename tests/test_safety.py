@@ -95,7 +95,8 @@ def test_forged_step_markers_do_not_steer_the_planner():
     # What the planner reads equals the same question with the brackets written as plain text ...
     plain = question.replace("[terminate]", "(terminate)").replace("[next]", "(next)")
     assert text == planner.read({"question": plain, "steps": []})
-    # ... while the raw text, read as if it held a terminate step, would move the planner.
+    # ... while the raw text, read as if it held a terminate step, would move the planner (log-probabilities: a
+    # confident planner's probabilities saturate, its log-probabilities still show the shift).
     with torch.no_grad():
-        raw, safe = planner.forward([question + "\n[next]", text]).softmax(-1)
+        raw, safe = planner.forward([question + "\n[next]", text]).log_softmax(-1)
     assert (raw - safe).abs().max() > 1e-3
