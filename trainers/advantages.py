@@ -23,19 +23,12 @@ from __future__ import annotations
 from collections import defaultdict
 
 import torch
+from trl.trainer.utils import nanstd  # the std of the non-NaN values: an unscorable row must not spoil its group's scale
 
 EPS = 1e-4  # TRL's, added to the std
 SCALES = ("group", "batch", "none")
 CREDITS = ("group", "plan", "prefix")
 Plan = tuple[str, ...]  # one trajectory's strategy ids, in order
-
-
-def nanstd(x: torch.Tensor, dim: int | None = None, keepdim: bool = False) -> torch.Tensor:
-    """The sample std of the non-NaN values (an unscorable row is NaN and must not spoil its group's scale)."""
-    mean = torch.nanmean(x, dim=dim, keepdim=True)
-    count = (~torch.isnan(x)).sum(dim=dim, keepdim=keepdim) if dim is not None else (~torch.isnan(x)).sum()
-    squares = torch.nansum((x - mean) ** 2, dim=dim, keepdim=keepdim) if dim is not None else torch.nansum((x - mean) ** 2)
-    return (squares / (count - 1).clamp(min=1)).sqrt()
 
 
 def reward_scale(rewards: torch.Tensor, group: int, scale: str) -> torch.Tensor:
