@@ -33,7 +33,7 @@ from pydantic import ConfigDict, Field
 
 from rsim_graph.config import RuntimeConfig
 from rsim_graph.errors import InputError
-from rsim_graph.events import Event, Finished
+from rsim_graph.events import Event
 from rsim_graph.loading import Runtime, load_runtime
 from rsim_graph.planners.base import Planner
 from rsim_graph.reasoners.base import Reasoner
@@ -132,7 +132,7 @@ class RSIMChatModel(BaseChatModel):
         message = AIMessage(
             content=reply.content,
             response_metadata={"rsim": reply.trace(injection), "finish_reason": reply.finish_reason, "model_name": "rsim"},
-            usage_metadata=_usage(reply.done),
+            usage_metadata=_usage(reply),
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -160,7 +160,7 @@ class RSIMChatModel(BaseChatModel):
             message=AIMessageChunk(
                 content="",
                 response_metadata={"rsim": trace, "finish_reason": reply.finish_reason, "model_name": "rsim"},
-                usage_metadata=_usage(reply.done),
+                usage_metadata=_usage(reply),
                 chunk_position="last",
             )
         )
@@ -189,6 +189,6 @@ def text_of(message: BaseMessage) -> str:
     return message.text
 
 
-def _usage(done: Finished | None) -> UsageMetadata:
-    prompt, completion = (done.prompt_tokens, done.completion_tokens) if done else (0, 0)
+def _usage(reply: Reply) -> UsageMetadata:
+    _, prompt, completion = reply.tokens
     return UsageMetadata(input_tokens=prompt, output_tokens=completion, total_tokens=prompt + completion)

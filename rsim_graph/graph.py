@@ -62,10 +62,16 @@ class Limits:
             )
 
 
+def step_tokens(step: Step) -> int:
+    """Tokens the reasoner wrote in `step`; text-only backends that report no usage are estimated at 4
+    characters a token."""
+    n = written_tokens(step)
+    return n if n is not None else len(step["text"]) // 4 + 1
+
+
 def tokens_used(steps: list[Step]) -> int:
-    """Tokens the reasoner has written (the budgets count these; injected prompts are counted apart, in
-    `usage`); text-only backends are estimated at 4 characters a token."""
-    return sum(n if (n := written_tokens(s)) is not None else len(s["text"]) // 4 + 1 for s in steps)
+    """Tokens the reasoner has written (the budgets count these; injected prompts are counted apart, in `usage`)."""
+    return sum(step_tokens(s) for s in steps)
 
 
 def repeats(steps: list[Step]) -> bool:
@@ -82,11 +88,35 @@ def repeats(steps: list[Step]) -> bool:
 
 
 def effective_limits(state: RSIMState, limits: Limits) -> Limits:
-    """The graph's limits, tightened by the run's own `budget`. A run's token budget is a cap (a client's
-    `max_tokens`): below one step's tokens it leaves room for the answer step alone, cut to fit."""
+    """The graph's limits, tightened by the run's own `budget` (a client's `max_tokens`, `max_steps`)."""
     budget = state.get("budget") or {}
     total = min(limits.max_total_tokens, budget.get("max_total_tokens") or limits.max_total_tokens)
     return Limits(min(limits.max_steps, budget.get("max_steps") or limits.max_steps), min(limits.max_step_tokens, total), total)
+
+
+# The answer step keeps at least this many tokens when the budget has them (a boxed answer with a short
+# sentence); with a roomy budget it keeps a quarter of it, up to a whole step.
+ANSWER_TOKENS = 64
+# A reasoning step shorter than this would be cut mid-sentence: the answer is forced instead.
+MIN_STEP_TOKENS = 16
+
+
+def answer_reserve(limits: Limits) -> int:
+    """Tokens kept back for the answer step: `min(max_step_tokens, max(64, max_total_tokens // 4))`.
+
+    >>> answer_reserve(Limits(12, 256, 2048)), answer_reserve(Limits(12, 256, 256)), answer_reserve(Limits(12, 48, 256))
+    (256, 64, 48)
+    """
+    return min(limits.max_step_tokens, max(ANSWER_TOKENS, limits.max_total_tokens // 4))
+
+
+def step_budget(steps: list[Step], limits: Limits, *, answer: bool) -> int:
+    """The next step's token budget. A reasoning step gets what is left after the answer's reserve (so a small
+    budget makes steps shorter, it does not skip them); the answer step gets everything left."""
+    left = limits.max_total_tokens - tokens_used(steps)
+    if answer:
+        return max(1, min(limits.max_step_tokens, left))
+    return min(limits.max_step_tokens, left - answer_reserve(limits))
 
 
 def clean_text(text: str, library: StrategyLibrary) -> str:
@@ -121,8 +151,8 @@ def plan(state: RSIMState, *, planner: Planner, library: StrategyLibrary, limits
     forced_by = None
     if len(steps) >= limits.max_steps - 1:
         forced_by = "max_steps"
-    elif tokens_used(steps) + limits.max_step_tokens >= limits.max_total_tokens:
-        forced_by = "max_total_tokens"  # one more full step would leave the answer step nothing
+    elif step_budget(steps, limits, answer=False) < min(MIN_STEP_TOKENS, limits.max_step_tokens):
+        forced_by = "max_total_tokens"  # what is left belongs to the answer
     elif repeats(steps):
         forced_by = "repeat"
     if forced_by:
@@ -164,7 +194,8 @@ def reason(
     steps = state.get("steps", [])
     pending = state["pending"]
     limits = effective_limits(state, limits)
-    budget = min(limits.max_step_tokens, max(1, limits.max_total_tokens - tokens_used(steps)))
+    answer = pending["strategy"] == library.terminal_id
+    budget = max(1, step_budget(steps, limits, answer=answer))
     sampling = state.get("sampling") or {}
     out = reasoner.step(
         StepRequest(
@@ -180,7 +211,7 @@ def reason(
             temperature=sampling.get("temperature"),
             top_p=sampling.get("top_p"),
             seed=sampling.get("seed"),
-            stop_at_delimiter=pending["strategy"] != library.terminal_id,
+            stop_at_delimiter=not answer,
         )
     )
     if not out.text.strip() and not out.completion_ids:
@@ -193,7 +224,9 @@ def reason(
         **pending, text=out.text, prompt_ids=out.prompt_ids, completion_ids=out.completion_ids, logprobs=out.logprobs,
         written_tokens=upstream.get("output_tokens"),
     )
-    writer(step_written(len(steps), step))
+    # The step ran into its budget: its text may stop mid-way (for the answer step, OpenAI's finish_reason "length").
+    step["cut"] = out.meta["finish_reason"] == "length" if out.meta.get("finish_reason") else step_tokens(step) >= budget
+    writer(step_written(len(steps), step, usage({**state, "steps": [*steps, step], "question_ids": state.get("question_ids") or out.question_ids})))
     update: dict = {"steps": [step], "pending": None}
     if out.question_ids is not None and state.get("question_ids") is None:
         update["question_ids"] = out.question_ids
@@ -215,7 +248,7 @@ def check(state: RSIMState, writer: StreamWriter, *, reasoner: Reasoner, library
         if hasattr(planner, "release"):  # a learned planner keeps a prefix cache per trajectory; rule-based ones keep nothing
             planner.release(state["trajectory_id"])
     spent = usage(state)
-    writer(finished(answer, stop_reason, spent))
+    writer(finished(answer, stop_reason, spent, cut=bool(last.get("cut"))))
     return {"answer": answer, "stop_reason": stop_reason, "usage": spent}
 
 

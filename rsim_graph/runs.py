@@ -16,7 +16,7 @@ from langgraph.graph.state import CompiledStateGraph
 from rsim_graph.events import Event, Finished, StepWritten, finished, step_written, strategy_chosen
 from rsim_graph.grading import extract_answer
 from rsim_graph.reasoners.base import Reasoner
-from rsim_graph.state import RSIMState, written_tokens
+from rsim_graph.state import RSIMState, Usage, usage, written_tokens
 
 
 def graph_events(
@@ -29,7 +29,8 @@ def graph_events(
 ) -> Iterator[Event]:
     """Run the graph, yielding its events as they happen. Once `cancel` is set, or the caller stops
     iterating, the run ends at its next node and the reasoner forgets the trajectory."""
-    trajectory_id, done, n = None, None, 0
+    trajectory_id, done = None, None
+    seen: RSIMState = {"steps": [], "question_ids": None}  # what the run has written, for its usage so far
     try:
         # "updates", not "custom": custom events make LangGraph run every node on a helper thread,
         # which costs about 1 ms of CPU a step (measured). The events are built from the node updates
@@ -41,13 +42,14 @@ def graph_events(
                 if node == "start":
                     trajectory_id = update.get("trajectory_id", trajectory_id)
                 elif node == "inject":
-                    yield strategy_chosen(n, update["pending"])
+                    yield strategy_chosen(len(seen["steps"]), update["pending"])
                 elif node == "reason":
-                    yield step_written(n, update["steps"][0])
-                    n += 1
+                    seen["question_ids"] = seen["question_ids"] or update.get("question_ids")
+                    seen["steps"].append(update["steps"][0])
+                    yield step_written(len(seen["steps"]) - 1, update["steps"][0], usage(seen))
                 elif node == "check" and update:
                     done = update
-        yield finished(done["answer"], done["stop_reason"], done["usage"])
+        yield finished(done["answer"], done["stop_reason"], done["usage"], cut=bool(seen["steps"][-1].get("cut")))
     finally:
         if done is None and trajectory_id:
             reasoner.release(trajectory_id)
@@ -56,13 +58,13 @@ def graph_events(
 def plain_events(reasoner: Reasoner, inputs: RSIMState, max_tokens: int) -> Iterator[Event]:
     """The reasoner alone, nothing injected: one step with the whole reply."""
     out = reasoner.complete(inputs["question"], max_tokens, history=inputs.get("history"), **(inputs.get("sampling") or {}))
-    yield StepWritten(0, None, False, out.text)
     generated = written_tokens({"completion_ids": out.completion_ids, "written_tokens": (out.meta.get("usage") or {}).get("output_tokens")})
     if generated is None:  # a text-only backend that reports no usage: about 4 characters a token
         generated = len(out.text) // 4 + 1
-    yield Finished(
-        extract_answer(out.text), "max_tokens" if generated >= max_tokens else "eos", generated >= max_tokens, len(out.question_ids or []), generated
-    )
+    question = len(out.question_ids or [])
+    yield StepWritten(0, None, False, out.text, Usage(prompt_tokens=question, injected_tokens=0, reasoner_tokens=generated, steps=1))
+    cut = out.meta["finish_reason"] == "length" if out.meta.get("finish_reason") else generated >= max_tokens
+    yield Finished(extract_answer(out.text), "max_tokens" if cut else "eos", cut, question, generated, question)
 
 
 def run_events(
@@ -91,6 +93,7 @@ class Reply:
         self.steps: list[StepWritten] = []
         self.stopped = False  # a stop sequence was hit
         self.done: Finished | None = None
+        self.spent: Usage | None = None  # the run's tokens as of its last step
 
     def follow(self, events: Iterator[Event]) -> Iterator[tuple[StepWritten, str]]:
         """Build the reply from `events`, yielding each step with the content delta it adds (empty when a stop
@@ -101,6 +104,7 @@ class Reply:
                 if isinstance(event, Finished):
                     self.done = event
                 elif isinstance(event, StepWritten):
+                    self.spent = event.usage or self.spent
                     yield event, self.add(event)
                     if self.stopped:
                         return
@@ -135,8 +139,19 @@ class Reply:
         return self.done.stop_reason if self.done else "cancelled"
 
     @property
+    def tokens(self) -> tuple[int, int, int]:
+        """(question, prompt, completion) tokens as OpenAI's usage counts them: prompt is the question plus the
+        injected strategy text. A run a stop sequence ended is billed for the steps it wrote."""
+        if self.done:
+            return self.done.question_tokens, self.done.prompt_tokens, self.done.completion_tokens
+        if self.spent:
+            s = self.spent
+            return s["prompt_tokens"], s["prompt_tokens"] + s["injected_tokens"], s["reasoner_tokens"]
+        return 0, 0, 0
+
+    @property
     def finish_reason(self) -> str:
-        """OpenAI's: "length" when a budget ended the run, else "stop"."""
+        """OpenAI's: "length" when the answer ran out of tokens, else "stop" (the rule that ended the run is `stop_reason`)."""
         return "length" if self.done and self.done.length and not self.stopped else "stop"
 
     def trace(self, injection: bool = True) -> dict:

@@ -42,6 +42,7 @@ class Step(TypedDict, total=False):
     completion_ids: list[int] | None
     logprobs: list[float] | None
     written_tokens: int | None
+    cut: bool
 
 
 class Usage(TypedDict):

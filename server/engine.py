@@ -65,6 +65,11 @@ class Engine:
         self.running = 0
         self.waiting = 0
         self.backend_error: str | None = None  # the last backend failure, until a run succeeds again
+        # A request's max_tokens cap: the server's, but never above the reasoner's context window, which no request could fill.
+        window = getattr(backend.reasoner, "context_window", lambda: None)()
+        self.max_total_tokens = min(settings.max_total_tokens, window or settings.max_total_tokens)
+        if self.max_total_tokens < settings.max_total_tokens:
+            logger.info("max_tokens capped at %d, the reasoner's context window (--max_total_tokens %d)", window, settings.max_total_tokens)
         self._slots = asyncio.Semaphore(settings.max_concurrent_requests)
         self._cancels: set[threading.Event] = set()
         # A thread per live trajectory: each spends its time blocked on a micro-batcher.

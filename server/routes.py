@@ -72,15 +72,17 @@ def check_key(credentials: Annotated[HTTPAuthorizationCredentials | None, Depend
         raise APIError(401, "invalid API key", "authentication_error", code="invalid_api_key")
 
 
-def jobs_for(req: ChatCompletionRequest, settings: ServerSettings) -> list[Job]:
-    """Check the request against the server's caps and turn it into one job per choice."""
+def jobs_for(req: ChatCompletionRequest, settings: ServerSettings, cap: int | None = None) -> list[Job]:
+    """Check the request against the server's caps (`cap`: its max_tokens cap, the settings' unless the model's
+    context window is smaller) and turn it into one job per choice."""
+    cap = cap or settings.max_total_tokens
     if req.model != settings.model_name:
         raise APIError(404, f"the model {req.model!r} does not exist; this server serves {settings.model_name!r}", "not_found_error", "model", "model_not_found")
     if req.n > settings.max_n:
         raise APIError(400, f"n is {req.n}, over this server's cap of {settings.max_n}; ask for fewer choices", param="n")
-    max_tokens = req.token_limit() or settings.max_total_tokens
-    if max_tokens > settings.max_total_tokens:
-        raise APIError(400, f"max_tokens is {max_tokens}, over this server's cap of {settings.max_total_tokens}", param="max_tokens")
+    max_tokens = req.token_limit() or cap
+    if max_tokens > cap:
+        raise APIError(400, f"max_tokens is {max_tokens}, over this server's cap of {cap}", param="max_tokens")
     if req.max_steps is not None and req.max_steps > settings.max_reasoning_steps:
         raise APIError(400, f"max_steps is {req.max_steps}, over this server's cap of {settings.max_reasoning_steps}", param="max_steps")
     sampling = {k: v for k, v in (("temperature", req.temperature), ("top_p", req.top_p)) if v is not None}
@@ -115,8 +117,11 @@ async def run_reply(engine: Engine, job: Job) -> Reply:
 
 
 def total_usage(replies: list[Reply]) -> Usage:
-    prompt = sum(r.done.prompt_tokens for r in replies if r.done)
-    completion = sum(r.done.completion_tokens for r in replies if r.done)
+    """OpenAI's usage over `n` choices: the question counted once (as OpenAI does), each choice's injected strategy
+    text and written tokens added."""
+    tokens = [r.tokens for r in replies]
+    prompt = max((q for q, _, _ in tokens), default=0) + sum(p - q for q, p, _ in tokens)
+    completion = sum(c for _, _, c in tokens)
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
@@ -154,7 +159,7 @@ async def chat_completions(
     engine: EngineDep,
     settings: SettingsDep,
 ):
-    jobs = jobs_for(body, settings)
+    jobs = jobs_for(body, settings, engine.max_total_tokens)
     if not clean_text(jobs[0].question, engine.backend.library).strip():
         # Caught here so a stream is refused with a 400 rather than failing after its 200 status line.
         raise APIError(400, "the question holds nothing but strategy prompts or control tokens; send the problem to solve", param="messages")

@@ -35,7 +35,10 @@ class ScriptedReasoner:
         else:
             text = self.texts.get(request.strategy, f"step {len(request.steps)} = done")
         n = min(self.tokens_per_step, request.max_new_tokens)
-        return StepOutput(text=text, question_ids=[1, 2, 3], prompt_ids=[7], completion_ids=[9] * n, logprobs=[-0.5] * n)
+        finish = "length" if self.tokens_per_step > request.max_new_tokens else "stop"
+        return StepOutput(
+            text=text, question_ids=[1, 2, 3], prompt_ids=[7], completion_ids=[9] * n, logprobs=[-0.5] * n, meta={"finish_reason": finish}
+        )
 
     def complete(self, question: str, max_new_tokens: int, **options) -> StepOutput:
         self.requests.append(StepRequest(question, [], "", "", max_new_tokens, "", **options))

@@ -93,8 +93,9 @@ def test_batch_history_stop_and_options(llm, reasoner):
     assert len(reasoner.requests) == 2  # the run ended at the stop sequence
     plain = llm.invoke("2+3?", strategy_injection=False)
     assert plain.content == "plain \\boxed{5}" and plain.response_metadata["rsim"]["strategy_injection"] is False
-    short = llm.invoke("2+3?", max_steps=2)
-    assert short.response_metadata["finish_reason"] == "length"
+    short = llm.invoke("2+3?", max_steps=2)  # the budget forced the answer, which is whole: not a truncation
+    assert short.response_metadata["finish_reason"] == "stop" and short.response_metadata["rsim"]["stop_reason"] == "max_steps"
+    assert cut.usage_metadata["output_tokens"] == 2 * 5 and cut.usage_metadata["input_tokens"] > 0  # billed up to the stop
 
 
 def test_the_question_must_be_last(llm):

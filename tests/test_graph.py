@@ -49,13 +49,28 @@ def test_token_budget_forces_terminate():
     assert out["usage"]["reasoner_tokens"] == 40 and out["usage"]["injected_tokens"] == 4  # counted apart
 
 
-@pytest.mark.parametrize("cap", [1, 7, 15])
-def test_a_runs_token_budget_is_a_cap_even_below_one_step(cap):
+@pytest.mark.parametrize(("cap", "spent"), [(1, 1), (7, 7), (15, 10), (36, 30)])
+def test_a_runs_token_budget_is_a_cap_even_below_one_step(cap, spent):
     g = build_graph(ScriptedPlanner(["deep-think"] * 100), ScriptedReasoner(tokens_per_step=10), max_step_tokens=10, max_total_tokens=400)
     out = g.invoke({"question": "q", "budget": {"max_total_tokens": cap}})
-    assert out["usage"]["reasoner_tokens"] == cap
+    assert out["usage"]["reasoner_tokens"] == spent
     assert out["stop_reason"] == "max_total_tokens" and out["steps"][-1]["strategy"] == "terminate"
-    assert len(out["steps"]) == (1 if cap <= 10 else 2)  # 15: one step of 10 would leave the answer 5
+    # 15: a reasoning step would leave the answer 5 of its 10; 36: two steps, a third would leave it 6
+    assert len(out["steps"]) == {1: 1, 7: 1, 15: 1, 36: 3}[cap]
+    assert out["steps"][-1]["cut"] == (cap < 10)  # the answer itself ran out of tokens only below one step
+
+
+def test_a_small_budget_shortens_steps_instead_of_skipping_them():
+    # A client's max_tokens of 200 with 100-token steps: each reasoning step gets what is left after the answer's
+    # reserve of 64, so the run reasons (shorter) instead of being forced to answer at once.
+    r = ScriptedReasoner(tokens_per_step=60)
+    g = build_graph(ScriptedPlanner(["deep-think"] * 100), r, max_step_tokens=100, max_total_tokens=2048)
+    out = g.invoke({"question": "q", "budget": {"max_total_tokens": 200}})
+    # min(100, 200-64); 200-60-64; 200-120-64 (a short step, cut); the answer: what is left
+    assert [q.max_new_tokens for q in r.requests] == [100, 76, 16, 64]
+    assert [s["strategy"] for s in out["steps"]] == ["deep-think"] * 3 + ["terminate"]
+    assert [s["cut"] for s in out["steps"]] == [False, False, True, False]
+    assert out["usage"]["reasoner_tokens"] == 60 + 60 + 16 + 60 <= 200
 
 
 def test_recursion_limit_comes_from_max_steps():

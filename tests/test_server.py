@@ -112,11 +112,38 @@ def test_max_tokens_is_a_cap(client, reasoner):
     assert [(r.strategy, r.max_new_tokens) for r in reasoner.requests] == [("terminate", 1)]
 
 
-def test_budgets_end_with_length(client):
-    choice = chat(client, max_steps=2).json()["choices"][0]
-    assert choice["finish_reason"] == "length"
-    assert [s["forced"] for s in choice["message"]["rsim"]["steps"]] == [False, True]
-    assert choice["message"]["rsim"]["stop_reason"] == "max_steps"
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_whole_answer_is_stop_whatever_rule_ended_the_run(client, stream):
+    # max_steps forced the answer; it is whole, so clients must not read it as truncated. The rule stays in rsim.
+    r = chat(client, max_steps=2, stream=stream)
+    if stream:
+        finish = sse(r)[-1]["choices"][0]
+        assert finish["finish_reason"] == "stop" and finish["delta"]["rsim"]["stop_reason"] == "max_steps"
+    else:
+        choice = r.json()["choices"][0]
+        assert choice["finish_reason"] == "stop" and choice["message"]["rsim"]["stop_reason"] == "max_steps"
+        assert [s["forced"] for s in choice["message"]["rsim"]["steps"]] == [False, True]
+
+
+def test_the_repeat_rule_with_a_whole_answer_is_stop():
+    looping = ScriptedReasoner(answer="5", texts={"understand": "2+3 = 5", "deep-think": "2+3 = 5"})
+    with TestClient(app_with(looping)) as c:
+        choice = chat(c).json()["choices"][0]
+    assert choice["message"]["rsim"]["stop_reason"] == "repeat" and choice["finish_reason"] == "stop"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_usage_counts_the_steps_written_before_a_stop_sequence(client, stream):
+    r = chat(client, stop=["= 5"], stream=stream, **({"stream_options": {"include_usage": True}} if stream else {}))
+    usage = sse(r)[-1]["usage"] if stream else r.json()["usage"]
+    # two steps ran (5 written ids each, 1 injected id each) over the 3-id question
+    assert usage == {"prompt_tokens": 3 + 2, "completion_tokens": 10, "total_tokens": 15}
+
+
+def test_the_prompt_is_counted_once_for_n_choices(client):
+    usage = chat(client, n=2).json()["usage"]
+    # the 3-id question once, each choice's 3 injected ids; each choice wrote 3 steps of 5
+    assert usage == {"prompt_tokens": 3 + 2 * 3, "completion_tokens": 2 * 15, "total_tokens": 39}
 
 
 @pytest.mark.parametrize(

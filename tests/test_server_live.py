@@ -74,6 +74,35 @@ def test_langchain_chat_openai(url):
     assert streamed == reply.content
 
 
+def test_a_small_max_tokens_shortens_reasoning_and_never_lies(url):
+    # max_tokens=256 is what many clients send: the steps get shorter, the answer stays 57 (it was 462 when the
+    # budget forced the answer at once). Every budget from 64 up ends with a whole boxed answer ("stop") or an
+    # answer step that ran out of tokens ("length"); below a whole answer, "length".
+    def ask(max_tokens):
+        body = {"model": "rsim", "messages": [{"role": "user", "content": QUESTION}], **({"max_tokens": max_tokens} if max_tokens else {})}
+        r = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=120)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    unlimited = ask(None)["choices"][0]["message"]["rsim"]["answer"]
+    assert unlimited == "57" and ask(256)["choices"][0]["message"]["rsim"]["answer"] == unlimited
+    for budget in [*range(64, 420, 24), 1000]:
+        done = ask(budget)
+        choice, usage = done["choices"][0], done["usage"]
+        assert usage["completion_tokens"] <= budget
+        whole = "\\boxed{" in choice["message"]["rsim"]["steps"][-1]["text"]
+        assert choice["finish_reason"] == ("stop" if whole else "length"), (budget, choice)
+    tiny = ask(8)["choices"][0]
+    assert tiny["finish_reason"] == "length" and tiny["message"]["rsim"]["stop_reason"] == "max_total_tokens"
+
+
+def test_the_max_tokens_cap_fits_the_models_window(url):
+    # --max_total_tokens is 2048, the tiny reasoner's window 1024: the cap a client meets is the window's.
+    body = {"model": "rsim", "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 1025}
+    r = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
+    assert r.status_code == 400 and r.json()["error"]["message"] == "max_tokens is 1025, over this server's cap of 1024"
+
+
 def test_64_concurrent_clients_all_succeed(url, bundled_backend):
     questions = [f"Compute {a}+{a * 3}." for a in range(64)]
     before = len(bundled_backend.reasoner.batcher.batch_sizes)

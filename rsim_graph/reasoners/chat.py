@@ -78,7 +78,7 @@ class ChatModelReasoner:
         # Fakes and some servers ignore `stop`; cut at the delimiter so a step is one step.
         text = _content(reply)
         text = (text.split(request.delimiter)[0] if request.stop_at_delimiter else text).strip("\n")
-        return StepOutput(text=text, meta={"usage": reply.usage_metadata})
+        return StepOutput(text=text, meta=reply_meta(reply))
 
     def _invoke(self, messages: list[BaseMessage], **kwargs) -> AIMessage:
         try:
@@ -95,7 +95,7 @@ class ChatModelReasoner:
         request = StepRequest(question, [], "", "", max_new_tokens, "", **options)
         messages = [*history_messages(request.history), HumanMessage(question)]
         reply = self._invoke(messages, max_tokens=max_new_tokens, **sampling_kwargs(request))
-        return StepOutput(text=_content(reply), meta={"usage": reply.usage_metadata})
+        return StepOutput(text=_content(reply), meta=reply_meta(reply))
 
     def release(self, trajectory_id: str) -> None:
         pass
@@ -110,6 +110,11 @@ def sampling_kwargs(request: StepRequest) -> dict:
     """The run's sampling settings as OpenAI request parameters (unset ones are left to the model's defaults)."""
     pairs = {"temperature": request.temperature, "top_p": request.top_p, "seed": request.seed}
     return {k: v for k, v in pairs.items() if v is not None}
+
+
+def reply_meta(reply: AIMessage) -> dict:
+    """The upstream's token counts and why it stopped ("length": the step ran out of tokens)."""
+    return {"usage": reply.usage_metadata, "finish_reason": reply.response_metadata.get("finish_reason")}
 
 
 def _content(reply: AIMessage) -> str:

@@ -208,8 +208,10 @@ class HFReasoner(TokenPrompts):
 
     def output(self, r: StepRequest, q_ids: list[int], inj_ids: list[int], comp: list[int], lps: list[float]) -> StepOutput:
         text = self.tokenizer.decode(comp, skip_special_tokens=True)
+        ended = bool(comp) and (comp[-1] == self.tokenizer.eos_token_id or bool(r.stop_at_delimiter and r.delimiter and text.endswith(r.delimiter)))
         text = text.removesuffix(r.delimiter) if r.stop_at_delimiter else text
-        return StepOutput(text=text.strip("\n"), question_ids=q_ids, prompt_ids=inj_ids, completion_ids=comp, logprobs=lps)
+        meta = {"finish_reason": "stop" if ended or len(comp) < r.max_new_tokens else "length"}  # OpenAI's names
+        return StepOutput(text=text.strip("\n"), question_ids=q_ids, prompt_ids=inj_ids, completion_ids=comp, logprobs=lps, meta=meta)
 
     def decode(
         self,

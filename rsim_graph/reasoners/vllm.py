@@ -87,7 +87,8 @@ class VLLMReasoner(TokenPrompts):
             o = res.outputs[0]
             lps = [d[t].logprob for d, t in zip(o.logprobs or [], o.token_ids, strict=False)]
             text = o.text.removesuffix(r.delimiter) if r.stop_at_delimiter else o.text
+            meta = {"finish_reason": o.finish_reason}  # "stop" or "length", as OpenAI's
             outputs.append(
-                StepOutput(text=text.strip("\n"), question_ids=q_ids, prompt_ids=inj_ids, completion_ids=list(o.token_ids), logprobs=lps)
+                StepOutput(text=text.strip("\n"), question_ids=q_ids, prompt_ids=inj_ids, completion_ids=list(o.token_ids), logprobs=lps, meta=meta)
             )
         return outputs
