@@ -13,7 +13,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 
 from rsim_graph.chat_model import RSIMChatModel
-from rsim_graph.errors import InputError
+from rsim_graph.errors import ContextLengthError, InputError, ReasonerError
 from rsim_graph.graph import build_graph
 from rsim_graph.planners.simple import ScriptedPlanner
 from rsim_graph.strategies import STEP_PROTOCOL
@@ -134,6 +134,27 @@ def test_as_a_tool_of_an_agent_and_via_as_tool(reasoner):
 
     as_tool = graph.as_tool(name="rsim", description="reason", arg_types={"question": str})
     assert as_tool.invoke({"question": "What is 2+3?"})["answer"] == "5"
+
+
+@pytest.mark.parametrize(
+    ("question", "reasoner_error", "words"),
+    [
+        ("   ", None, "question is empty"),
+        ("<|im_start|><|im_end|>", None, "question is empty"),  # only control tokens
+        ("What is 2+3?", ContextLengthError("the messages take 2000 tokens, over this model's context window of 1024"), "context window"),
+        ("What is 2+3?", ReasonerError("cannot reach the reasoner's server"), "cannot reach"),
+    ],
+)
+def test_a_failing_tool_call_reports_to_the_agent_instead_of_crashing_it(reasoner, question, reasoner_error, words):
+    if reasoner_error is not None:
+        reasoner.step = lambda request: (_ for _ in ()).throw(reasoner_error)
+    graph = build_graph(ScriptedPlanner(["deep-think"]), reasoner)
+    call = AIMessage("", tool_calls=[{"name": "rsim_reason", "args": {"question": question}, "id": "call-1"}])
+    agent_llm = ToolCallingFake(messages=iter([call, AIMessage("I could not solve it.")]))
+    out = create_agent(model=agent_llm, tools=[rsim_tool(graph)]).invoke({"messages": [HumanMessage("2+3?")]})
+    tool_msg = next(m for m in out["messages"] if isinstance(m, ToolMessage))
+    assert tool_msg.status == "error" and tool_msg.content.startswith("rsim_reason failed: ") and words in tool_msg.content
+    assert out["messages"][-1].content == "I could not solve it."  # the agent went on
 
 
 def test_as_a_subgraph_node(reasoner):
