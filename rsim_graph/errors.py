@@ -17,6 +17,14 @@ class ReasonerError(RSIMError):
     """A reasoner backend failed or returned nothing."""
 
 
+class UpstreamError(ReasonerError):
+    """An OpenAI-compatible reasoner server answered with an error status (`status`)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(f"the reasoner's server refused the request ({status}): {message}")
+        self.status = status
+
+
 class CheckpointError(RSIMError, FileNotFoundError):
     """A model or checkpoint path is missing or unreadable."""
 

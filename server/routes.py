@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.sse import EventSourceResponse, format_sse_event
 
-from rsim_graph.errors import ContextLengthError, InputError, ReasonerError
+from rsim_graph.errors import ContextLengthError, InputError, ReasonerError, UpstreamError
 from rsim_graph.graph import clean_text
 from rsim_graph.reasoners.hf import HFReasoner
 from rsim_graph.runs import Reply
@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 router = APIRouter()
 bearer = HTTPBearer(auto_error=False)
 
-ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 429, 503, 504)}
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 429, 502, 503, 504)}
 
 
 def get_settings(request: Request) -> ServerSettings:
@@ -146,6 +146,8 @@ def run_error(e: Exception) -> APIError:
         return APIError(400, str(e), param="messages", code="context_length_exceeded")
     if isinstance(e, InputError):
         return APIError(400, str(e), param="messages")
+    if isinstance(e, UpstreamError):  # the upstream's own words, as a gateway reports them
+        return APIError(502, str(e), "upstream_error", code=str(e.status))
     if isinstance(e, ReasonerError):
         return APIError(503, str(e), "service_unavailable")
     logger.error("request failed", exc_info=e)  # the 500 tells the client to look here

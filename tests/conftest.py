@@ -157,10 +157,14 @@ class OpenAIHandler(BaseHTTPRequestHandler):
     """A minimal OpenAI-compatible chat endpoint: boxes 5 after a Terminate prompt, else writes a step."""
 
     requests: ClassVar[list] = []
+    refuse: ClassVar[tuple[int, str] | None] = None  # (status, message): answer every request with this error
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         OpenAIHandler.requests.append(body)
+        if OpenAIHandler.refuse:
+            status, message = OpenAIHandler.refuse
+            return self.send_json(status, {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}})
         last = body["messages"][-1]["content"]
         text = "\\boxed{5}" if "Terminate" in last else "Known: 2 and 3."
         reply = {
@@ -168,8 +172,11 @@ class OpenAIHandler(BaseHTTPRequestHandler):
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
         }
+        self.send_json(200, reply)
+
+    def send_json(self, status: int, reply: dict) -> None:
         data = json.dumps(reply).encode()
-        self.send_response(200)
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -184,5 +191,6 @@ def openai_server():
     server = ThreadingHTTPServer(("127.0.0.1", 0), OpenAIHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     OpenAIHandler.requests.clear()
+    OpenAIHandler.refuse = None
     yield f"http://127.0.0.1:{server.server_port}/v1"
     server.shutdown()

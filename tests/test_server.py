@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import GatedReasoner, ScriptedReasoner, SlowReasoner, wait_for
+from conftest import GatedReasoner, OpenAIHandler, ScriptedReasoner, SlowReasoner, wait_for
 from fastapi.testclient import TestClient
 from server_utils import app_with
 
+from rsim_graph import RuntimeConfig, load_runtime
 from server.app import create_app
 from server.settings import ServerSettings
 
@@ -383,3 +384,19 @@ def test_over_length_prompts_are_400_context_length_exceeded(hf_reasoner, stream
         assert c.post("/v1/chat/completions", json={"model": "rsim", "messages": fits, "max_tokens": 8}).status_code == 200
         r = c.post("/v1/chat/completions", json={"model": "rsim", "messages": fits, "max_tokens": 300, "stream": stream})
         assert r.status_code == 400 and "lower max_tokens" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_upstream_refusal_is_a_502_with_its_own_message_and_health_says_so(openai_server, stream):
+    OpenAIHandler.refuse = (404, "The model `nope` does not exist.")
+    config = RuntimeConfig(reasoner_base_url=openai_server, reasoner_model="nope", planner="heuristic", max_retries=0)
+    with TestClient(create_app(ServerSettings(), backend=load_runtime(config))) as c:
+        r = chat(c, stream=stream)
+        error = sse(r)[-1]["error"] if stream else r.json()["error"]
+        assert stream or r.status_code == 502
+        assert error["message"] == "the reasoner's server refused the request (404): The model `nope` does not exist."
+        assert (error["type"], error["code"]) == ("upstream_error", "404")
+        health = c.get("/health")
+        assert health.status_code == 503 and "does not exist" in health.json()["detail"]
+        OpenAIHandler.refuse = None  # the upstream recovers: so do the next request and /health
+        assert chat(c).status_code == 200 and c.get("/health").status_code == 200

@@ -15,7 +15,7 @@ from typing import Literal
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
-from rsim_graph.errors import ReasonerError
+from rsim_graph.errors import ReasonerError, UpstreamError
 from rsim_graph.reasoners.base import StepOutput, StepRequest
 from rsim_graph.state import ChatTurn
 
@@ -40,6 +40,25 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
 
 
 CONNECTION_ERRORS = _connection_errors()
+
+
+def _status_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import openai
+
+        return (openai.APIStatusError,)
+    except ImportError:
+        return ()
+
+
+STATUS_ERRORS = _status_errors()
+
+
+def upstream_message(e: BaseException) -> str:
+    """The upstream's own error message (OpenAI's `{"error": {"message": ...}}`), else the exception's text."""
+    body = getattr(e, "body", None)
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message or e).splitlines()[0] if (message or str(e)) else type(e).__name__
 
 
 class ChatModelReasoner:
@@ -88,6 +107,8 @@ class ChatModelReasoner:
                 f"cannot reach the reasoner's server ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no reply'}); "
                 "check --reasoner_base_url and that the server is running"
             ) from e
+        except STATUS_ERRORS as e:  # a 4xx, or a 5xx after the client's retries
+            raise UpstreamError(e.status_code, upstream_message(e)) from e
 
     def complete(self, question: str, max_new_tokens: int, **options) -> StepOutput:
         """The chat model alone (ZeroCoT): one reply to the question, nothing injected.
