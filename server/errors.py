@@ -19,16 +19,20 @@ TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permis
 
 
 class APIError(Exception):
-    def __init__(self, status: int, message: str, type: str = "invalid_request_error", param: str | None = None, code: str | None = None):
+    def __init__(
+        self, status: int, message: str, type: str = "invalid_request_error", param: str | None = None, code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+        self.headers = headers or {}
 
     def response(self) -> ErrorResponse:
         return ErrorResponse(error=ErrorBody(message=self.message, type=self.type, param=self.param, code=self.code))
 
 
 def error_json(e: APIError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
+    headers = {**e.headers, **({"WWW-Authenticate": "Bearer"} if e.status == 401 else {})}
     return JSONResponse(e.response().model_dump(), status_code=e.status, headers=headers)
 
 
@@ -43,6 +47,16 @@ def validation_message(err: dict) -> tuple[str, str | None]:
         head = msg.split(":", 1)[0]
         return msg, (head if head.isidentifier() else None)
     return f"{where}: {msg}", loc[0]
+
+
+def unparsed_body_message(cause: BaseException) -> str:
+    """What FastAPI's "There was an error parsing the body" was: its JSON parser raised something other than a
+    JSON syntax error."""
+    if isinstance(cause, UnicodeDecodeError):
+        return f"the body is not valid UTF-8 ({cause.reason} at byte {cause.start}); send the JSON encoded as UTF-8"
+    if isinstance(cause, RecursionError):
+        return "the body's JSON is nested too deeply to parse; send a flatter JSON object"
+    return f"the body could not be parsed ({type(cause).__name__}); send a JSON object"
 
 
 def install(app: FastAPI) -> None:
@@ -61,7 +75,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
-        return error_json(APIError(e.status_code, str(e.detail), TYPES.get(e.status_code, "invalid_request_error")))
+        message = unparsed_body_message(e.__cause__) if e.status_code == 400 and e.__cause__ is not None else str(e.detail)
+        return error_json(APIError(e.status_code, message, TYPES.get(e.status_code, "invalid_request_error")))
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, e: Exception) -> JSONResponse:

@@ -119,6 +119,12 @@ class ChatCompletionRequest(BaseModel):
             raise ValueError("stream_options: only allowed when stream is true; set stream or drop stream_options")
         return self
 
+    @field_validator("n", "stream", mode="before")
+    @classmethod
+    def _null_is_default(cls, v, info):
+        # OpenAI's spec makes these nullable: null asks for the default.
+        return cls.model_fields[info.field_name].default if v is None else v
+
     @field_validator("stop")
     @classmethod
     def _stops(cls, v: str | list[str] | None) -> list[str]:

@@ -126,7 +126,8 @@ def total_usage(replies: list[Reply]) -> Usage:
 
 
 def queue_full() -> APIError:
-    return APIError(429, "the server's queue is full; retry later", "rate_limit_error", code="queue_full")
+    # Retry-After: the openai SDK waits this long between its retries (without it, its backoff gives up in about 1.3 s).
+    return APIError(429, "the server's queue is full; retry later", "rate_limit_error", code="queue_full", headers={"Retry-After": "2"})
 
 
 def seen(future: asyncio.Future) -> asyncio.Future:

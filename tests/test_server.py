@@ -254,7 +254,7 @@ def test_full_queue_is_429_before_any_stream_starts(stream):
         gated.release.set()
         first.join()
         assert r.status_code == 429 and r.json()["error"]["type"] == "rate_limit_error"
-        assert r.json()["error"]["code"] == "queue_full"
+        assert r.json()["error"]["code"] == "queue_full" and r.headers["retry-after"] == "2"  # what the SDKs wait before retrying
 
 
 def test_slow_requests_504():
@@ -400,3 +400,21 @@ def test_an_upstream_refusal_is_a_502_with_its_own_message_and_health_says_so(op
         assert health.status_code == 503 and "does not exist" in health.json()["detail"]
         OpenAIHandler.refuse = None  # the upstream recovers: so do the next request and /health
         assert chat(c).status_code == 200 and c.get("/health").status_code == 200
+
+
+def test_null_n_and_stream_ask_for_the_defaults(client):
+    # Nullable in OpenAI's spec (the SDKs send them when a caller passes None through).
+    r = chat(client, n=None, stream=None)
+    assert r.status_code == 200 and len(r.json()["choices"]) == 1 and r.json()["object"] == "chat.completion"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"model": "rsim", "messages": [{"role": "user", "content": "\xff\xfe 2+3"}]}', "the body is not valid UTF-8"),
+        (b"[" * 100_000 + b"]" * 100_000, "the body's JSON is nested too deeply to parse; send a flatter JSON object"),
+    ],
+)
+def test_undecodable_bodies_say_what_is_wrong(client, body, message):
+    r = client.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["message"].startswith(message)
