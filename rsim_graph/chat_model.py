@@ -14,8 +14,10 @@ hand it rSIM as a tool (`rsim_graph.tool.rsim_tool`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import closing
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextvars import ContextVar
+from contextlib import closing, contextmanager, suppress
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -29,6 +31,8 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import ensure_config
 from pydantic import ConfigDict, Field
 
 from rsim_graph.config import RuntimeConfig
@@ -40,6 +44,19 @@ from rsim_graph.reasoners.base import Reasoner
 from rsim_graph.runs import Reply, run_events
 from rsim_graph.state import RSIMState
 from rsim_graph.strategies import StrategyLibrary
+
+
+_CALLER_CONFIG: ContextVar[RunnableConfig | None] = ContextVar("rsim_caller_config", default=None)
+
+
+@contextmanager
+def caller_config(config: RunnableConfig | None) -> Iterator[None]:
+    token = _CALLER_CONFIG.set(config)
+    try:
+        yield
+    finally:
+        with suppress(ValueError):  # a stream closed from another context (garbage collection) cannot reset it there
+            _CALLER_CONFIG.reset(token)
 
 
 class RSIMChatModel(BaseChatModel):
@@ -115,10 +132,41 @@ class RSIMChatModel(BaseChatModel):
             "budget": {k: v for k, v in (("max_steps", opts["max_steps"]), ("max_total_tokens", opts["max_tokens"])) if v},
         }
 
-    def _events(self, messages: list[BaseMessage], kwargs: dict) -> Iterator[Event]:
+    def _events(self, messages: list[BaseMessage], kwargs: dict, run_manager: CallbackManagerForLLMRun | None) -> Iterator[Event]:
         inputs = self._inputs(messages, kwargs)
         injection = kwargs.get("strategy_injection", self.strategy_injection)
-        return run_events(self.graph, self.reasoner, inputs, injection=injection, max_tokens=inputs["budget"].get("max_total_tokens") or 2048)
+        return run_events(
+            self.graph, self.reasoner, inputs, injection=injection, max_tokens=inputs["budget"].get("max_total_tokens") or 2048,
+            config=self._thread(run_manager),
+        )
+
+    def _thread(self, run_manager: CallbackManagerForLLMRun | None) -> dict | None:
+        """A checkpointed graph runs on a thread: the caller's `configurable.thread_id` (the config passed to
+        `invoke`/`stream`, or the enclosing LangGraph node's), else a new thread for this reply alone."""
+        if getattr(self.graph, "checkpointer", None) is None:
+            return None
+        config = _CALLER_CONFIG.get() or ensure_config()
+        thread_id = (config.get("configurable") or {}).get("thread_id") or uuid.uuid4().hex
+        return {"configurable": {"thread_id": str(thread_id)}}
+
+    # BaseChatModel hands `_generate` the config's callbacks, tags and metadata, not its `configurable`: these keep
+    # the caller's config where `_thread` can read it.
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AIMessage:
+        with caller_config(config):
+            return super().invoke(input, config, **kwargs)
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AIMessage:
+        with caller_config(config):
+            return await super().ainvoke(input, config, **kwargs)
+
+    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[AIMessageChunk]:
+        with caller_config(config):
+            yield from super().stream(input, config, **kwargs)
+
+    async def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
+        with caller_config(config):
+            async for chunk in super().astream(input, config, **kwargs):
+                yield chunk
 
     def _generate(
         self,
@@ -127,7 +175,7 @@ class RSIMChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        reply = Reply(self.delimiter, stop).collect(self._events(messages, kwargs))
+        reply = Reply(self.delimiter, stop).collect(self._events(messages, kwargs, run_manager))
         injection = kwargs.get("strategy_injection", self.strategy_injection)
         message = AIMessage(
             content=reply.content,
@@ -144,7 +192,7 @@ class RSIMChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         reply = Reply(self.delimiter, stop)
-        with closing(reply.follow(self._events(messages, kwargs))) as steps:  # a consumer that stops early ends the run now
+        with closing(reply.follow(self._events(messages, kwargs, run_manager))) as steps:  # a consumer that stops early ends the run now
             for event, delta in steps:
                 if not delta and reply.stopped:  # cut to nothing by a stop sequence: no chunk, as the server
                     break

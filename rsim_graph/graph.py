@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -27,6 +28,7 @@ from langgraph.types import Overwrite, StreamWriter
 from rsim_graph.errors import InputError, PlannerError, ReasonerError
 from rsim_graph.events import finished, step_written, strategy_chosen
 from rsim_graph.grading import extract_answer
+from rsim_graph.messages import report_step
 from rsim_graph.planners.base import Planner
 from rsim_graph.reasoners.base import Reasoner, StepRequest
 from rsim_graph.safety import clean_user_text
@@ -188,9 +190,11 @@ def protocol_history(history: list | None, injection: str) -> list | None:
 
 
 def reason(
-    state: RSIMState, writer: StreamWriter, *, reasoner: Reasoner, library: StrategyLibrary, limits: Limits, injection: str = "prefill"
+    state: RSIMState, writer: StreamWriter, config: RunnableConfig, *, reasoner: Reasoner, library: StrategyLibrary, limits: Limits,
+    injection: str = "prefill",
 ) -> dict:
-    """Let the reasoner write one step after the injected strategy text."""
+    """Let the reasoner write one step after the injected strategy text, and report it to chat-model listeners
+    (`stream_mode="messages"`, `astream_events`: `rsim_graph.messages`)."""
     steps = state.get("steps", [])
     pending = state["pending"]
     limits = effective_limits(state, limits)
@@ -226,6 +230,7 @@ def reason(
     )
     # The step ran into its budget: its text may stop mid-way (for the answer step, OpenAI's finish_reason "length").
     step["cut"] = out.meta["finish_reason"] == "length" if out.meta.get("finish_reason") else step_tokens(step) >= budget
+    report_step(config, state["question"], step, len(steps), getattr(reasoner, "tokenizer", None))
     writer(step_written(len(steps), step, usage({**state, "steps": [*steps, step], "question_ids": state.get("question_ids") or out.question_ids})))
     update: dict = {"steps": [step], "pending": None}
     if out.question_ids is not None and state.get("question_ids") is None:

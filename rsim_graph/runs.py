@@ -69,12 +69,13 @@ def plain_events(reasoner: Reasoner, inputs: RSIMState, max_tokens: int) -> Iter
 
 def run_events(
     graph: CompiledStateGraph, reasoner: Reasoner, inputs: RSIMState, *, injection: bool = True, max_tokens: int = 2048,
-    cancel: threading.Event | None = None,
+    cancel: threading.Event | None = None, config: dict | None = None,
 ) -> Iterator[Event]:
-    """A run's events: through the graph, or (`injection=False`) the reasoner alone with `max_tokens`."""
+    """A run's events: through the graph (with `config`, e.g. a checkpointed graph's `thread_id`), or
+    (`injection=False`) the reasoner alone with `max_tokens`."""
     if not injection:
         return plain_events(reasoner, inputs, max_tokens)
-    return graph_events(graph, inputs, reasoner, cancel=cancel)
+    return graph_events(graph, inputs, reasoner, cancel=cancel, config=config)
 
 
 class Reply:

@@ -202,3 +202,15 @@ def test_a_question_after_a_cancelled_run_on_a_thread_starts_afresh(reasoner):
     assert reasoner.requests[0].steps == [] and reasoner.requests[0].question == "What is 3+4?"  # nothing of the cut-off run
     assert [s["strategy"] for s in out["steps"]] == ["understand", "deep-think", "validate", "terminate"]
     assert out["question"] == "What is 3+4?" and out["stop_reason"] == "terminate"
+
+
+def test_a_checkpointed_runtime_answers_on_the_callers_thread_or_a_new_one(reasoner):
+    graph = build_graph(ScriptedPlanner(["understand"]), reasoner, checkpointer=InMemorySaver())
+    llm = RSIMChatModel(graph=graph, reasoner=reasoner, delimiter="\n\n")
+    assert llm.invoke("What is 2+3?").response_metadata["rsim"]["answer"] == "5"  # no thread given: a new one
+    cfg = {"configurable": {"thread_id": "t-1"}}
+    llm.invoke("What is 2+3?", config=cfg)
+    chunks = list(llm.stream("What is 2+3?", config=cfg))
+    assert "".join(c.content for c in chunks) == "Known: 2 and 3.\n\n\\boxed{5}"
+    assert graph.get_state(cfg).values["answer"] == "5"  # the caller's thread holds the run
+    assert sum(1 for h in graph.get_state_history(cfg) if h.values.get("answer") == "5" and h.next == ()) == 2  # both replies
