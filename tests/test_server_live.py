@@ -103,6 +103,21 @@ def test_the_max_tokens_cap_fits_the_models_window(url):
     assert r.status_code == 400 and r.json()["error"]["message"] == "max_tokens is 1025, over this server's cap of 1024"
 
 
+def test_rsim_chat_openai_keeps_the_trace_invoked_and_streamed(url):
+    from rsim_graph.chat_openai import RSIMChatOpenAI
+
+    llm = RSIMChatOpenAI(model="rsim", base_url=f"{url}/v1", api_key="unused", temperature=0)
+    reply = llm.invoke(QUESTION)
+    trace = reply.response_metadata["rsim"]
+    assert trace["answer"] == "57" and trace["steps"][-1]["strategy"] == "terminate"
+    merged = None
+    for chunk in llm.stream(QUESTION):
+        merged = chunk if merged is None else merged + chunk
+    streamed = merged.response_metadata["rsim"]
+    assert streamed["answer"] == "57" and streamed["stop_reason"] == trace["stop_reason"]
+    assert streamed["steps"] == [{k: s[k] for k in ("strategy", "text", "forced")} for s in trace["steps"]]
+
+
 def test_64_concurrent_clients_all_succeed(url, bundled_backend):
     questions = [f"Compute {a}+{a * 3}." for a in range(64)]
     before = len(bundled_backend.reasoner.batcher.batch_sizes)
