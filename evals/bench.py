@@ -2,6 +2,7 @@
 
     python -m evals.bench rollout [--questions 32] [--planner tiny] [--reasoner smollm2] [--contended]
     python -m evals.bench server [--requests 64] [--concurrency 1 8 32]   (see evals/bench_server.py)
+    python -m evals.bench drops [--drops 1000]                           (see evals/bench_drops.py)
 
 The training benchmark (a MARL step against TRL's GRPOTrainer step) is `python -m trainers.bench`.
 
@@ -25,7 +26,7 @@ import time
 
 import torch
 
-from evals import bench_server
+from evals import bench_drops, bench_server
 from rsim_graph.batching import THREADS
 from rsim_graph.graph import build_graph, run_batch
 from rsim_graph.loading import load_planner, reasoner_path
@@ -159,9 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--load_kind", choices=("spin", "torch"), default="spin",
                    help="the --contended load: spin (a Python loop, one core each) or torch (matrix products on all cores, as a busy server)")
     bench_server.add_parser(sub)
+    bench_drops.add_parser(sub)
     args = p.parse_args(argv)
     if args.bench == "server":
         print(bench_server.bench_server(args))
+    elif args.bench == "drops":
+        print(bench_drops.bench_drops(args))
     elif args.contended:
         bench_contended(args)
     else:
