@@ -68,6 +68,7 @@ class RSIMChatModel(BaseChatModel):
         graph (`CompiledStateGraph`): the runtime's graph.
         reasoner (`Reasoner`): the graph's reasoner (answers alone when `strategy_injection` is off,
             and forgets abandoned trajectories).
+        planner (`Planner`, *optional*): the graph's planner, which forgets abandoned trajectories too.
         delimiter (`str`): joins steps in the reply text: the strategy library's step delimiter.
         strategy_injection (`bool`, *optional*, defaults to `True`): False asks the reasoner alone (A/B).
         max_steps, max_tokens (`int`, *optional*): per-reply budgets, tighter than the graph's own.
@@ -78,6 +79,7 @@ class RSIMChatModel(BaseChatModel):
 
     graph: Any = Field(exclude=True)
     reasoner: Any = Field(exclude=True)
+    planner: Any = Field(None, exclude=True)
     delimiter: str
     strategy_injection: bool = True
     max_steps: int | None = Field(None, ge=1)
@@ -89,7 +91,7 @@ class RSIMChatModel(BaseChatModel):
     @classmethod
     def from_runtime(cls, runtime: Runtime, **kwargs) -> RSIMChatModel:
         """Answer with `runtime` (from `load_runtime`); `kwargs` are this model's fields."""
-        return cls(graph=runtime.graph, reasoner=runtime.reasoner, delimiter=runtime.library.step_delimiter, **kwargs)
+        return cls(graph=runtime.graph, reasoner=runtime.reasoner, planner=runtime.planner, delimiter=runtime.library.step_delimiter, **kwargs)
 
     @classmethod
     def load(cls, config: RuntimeConfig | None = None, **kwargs) -> RSIMChatModel:
@@ -137,7 +139,7 @@ class RSIMChatModel(BaseChatModel):
         injection = kwargs.get("strategy_injection", self.strategy_injection)
         return run_events(
             self.graph, self.reasoner, inputs, injection=injection, max_tokens=inputs["budget"].get("max_total_tokens") or 2048,
-            config=self._thread(run_manager),
+            config=self._thread(run_manager), planner=self.planner,
         )
 
     def _thread(self, run_manager: CallbackManagerForLLMRun | None) -> dict | None:

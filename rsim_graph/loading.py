@@ -207,7 +207,7 @@ class Runtime:
 
         return run_events(
             self.graph, self.reasoner, {**inputs, "question": question}, injection=strategy_injection,
-            max_tokens=max_tokens or self.config.max_total_tokens, cancel=cancel,
+            max_tokens=max_tokens or self.config.max_total_tokens, cancel=cancel, planner=self.planner,
         )
 
     def reply(self, question: str, *, stops: list[str] | None = None, **kwargs) -> Reply:

@@ -15,6 +15,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from rsim_graph.events import Event, Finished, StepWritten, finished, step_written, strategy_chosen
 from rsim_graph.grading import extract_answer
+from rsim_graph.planners.base import Planner
 from rsim_graph.reasoners.base import Reasoner
 from rsim_graph.state import RSIMState, Usage, usage, written_tokens
 
@@ -24,11 +25,13 @@ def graph_events(
     inputs: RSIMState,
     reasoner: Reasoner,
     *,
+    planner: Planner | None = None,
     cancel: threading.Event | None = None,
     config: dict | None = None,
 ) -> Iterator[Event]:
     """Run the graph, yielding its events as they happen. Once `cancel` is set, or the caller stops
-    iterating, the run ends at its next node and the reasoner forgets the trajectory."""
+    iterating, the run ends at its next node and the reasoner and the planner forget the trajectory (their
+    prefix caches would otherwise stay until the LRU pushes them out: about 0.2 MB a dropped stream)."""
     trajectory_id, done = None, None
     seen: RSIMState = {"steps": [], "question_ids": None}  # what the run has written, for its usage so far
     try:
@@ -53,6 +56,8 @@ def graph_events(
     finally:
         if done is None and trajectory_id:
             reasoner.release(trajectory_id)
+            if hasattr(planner, "release"):  # rule-based planners keep nothing
+                planner.release(trajectory_id)
 
 
 def plain_events(reasoner: Reasoner, inputs: RSIMState, max_tokens: int) -> Iterator[Event]:
@@ -69,13 +74,13 @@ def plain_events(reasoner: Reasoner, inputs: RSIMState, max_tokens: int) -> Iter
 
 def run_events(
     graph: CompiledStateGraph, reasoner: Reasoner, inputs: RSIMState, *, injection: bool = True, max_tokens: int = 2048,
-    cancel: threading.Event | None = None, config: dict | None = None,
+    cancel: threading.Event | None = None, config: dict | None = None, planner: Planner | None = None,
 ) -> Iterator[Event]:
     """A run's events: through the graph (with `config`, e.g. a checkpointed graph's `thread_id`), or
     (`injection=False`) the reasoner alone with `max_tokens`."""
     if not injection:
         return plain_events(reasoner, inputs, max_tokens)
-    return graph_events(graph, inputs, reasoner, cancel=cancel, config=config)
+    return graph_events(graph, inputs, reasoner, planner=planner, cancel=cancel, config=config)
 
 
 class Reply:

@@ -201,3 +201,20 @@ def test_a_verbatim_repeat_ends_the_run():
     out = build_graph(ScriptedPlanner(["deep-think"] * 20), Looping(), max_steps=12).invoke({"question": "q"})
     assert [s["strategy"] for s in out["steps"]] == ["deep-think", "deep-think", "terminate"]
     assert out["stop_reason"] == "repeat" and out["steps"][-1]["forced"]
+
+
+def test_a_run_left_mid_way_frees_the_planners_cache_too():
+    # A learned planner caches each trajectory's prefix; a stream the client drops must free it at once, or it
+    # stays until the LRU pushes it out (about 0.2 MB a dropped stream with the bundled planner).
+    class RecordingPlanner(ScriptedPlanner):
+        released: list[str] = []
+
+        def release(self, trajectory_id: str) -> None:
+            self.released.append(trajectory_id)
+
+    planner, reasoner = RecordingPlanner(["understand", "deep-think"]), ScriptedReasoner()
+    g = build_graph(planner, reasoner)
+    events = graph_events(g, {"question": "q"}, reasoner, planner=planner)
+    next(e for e in events if isinstance(e, StepWritten))
+    events.close()  # the client went away after the first step
+    assert planner.released == reasoner.released and len(planner.released) == 1
