@@ -162,6 +162,13 @@ async def chat_completions(
     engine: EngineDep,
     settings: SettingsDep,
 ):
+    """OpenAI's chat completions, answered by strategy-injected reasoning: the planner picks a strategy before
+    each step and the reasoner writes it. The last message is the question; earlier ones are context.
+
+    JSON, or with `stream` server-sent events (one content delta per step). Each choice carries the strategy
+    trace in `message.rsim` (`delta.rsim` when streamed); `strategy_injection: false` asks the reasoner alone.
+    `max_tokens` caps what the reasoner writes: a small budget shortens the steps, and `finish_reason` is
+    `length` only when the answer itself ran out of tokens."""
     jobs = jobs_for(body, settings, engine.max_total_tokens)
     if not clean_text(jobs[0].question, engine.backend.library).strip():
         # Caught here so a stream is refused with a 400 rather than failing after its 200 status line.
@@ -270,11 +277,13 @@ def error_event(e: APIError) -> bytes:
 
 @router.get("/v1/models", response_model=ModelList, responses=ERRORS, dependencies=[Depends(check_key)])
 async def models(request: Request, settings: SettingsDep) -> ModelList:
+    """The one model this server serves (`--model_name`)."""
     return ModelList(data=[ModelCard(id=settings.model_name, created=request.app.state.started)])
 
 
 @router.get("/v1/models/{model_id:path}", response_model=ModelCard, responses=ERRORS, dependencies=[Depends(check_key)])
 async def model(model_id: str, request: Request, settings: SettingsDep) -> ModelCard:
+    """The served model's card; any other id is a 404."""
     if model_id != settings.model_name:
         raise APIError(404, f"the model {model_id!r} does not exist; this server serves {settings.model_name!r}", "not_found_error", "model", "model_not_found")
     return ModelCard(id=settings.model_name, created=request.app.state.started)
@@ -282,6 +291,8 @@ async def model(model_id: str, request: Request, settings: SettingsDep) -> Model
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
 async def health(request: Request):
+    """200 when the models are loaded and the reasoner answers; 503 while they load, after a failed load, or
+    while the reasoner's upstream fails (the detail says why). Open without a key."""
     status: Health = request.app.state.status
     engine: Engine | None = request.app.state.engine
     if status.status == "ok" and engine is not None and engine.backend_error:

@@ -418,3 +418,11 @@ def test_null_n_and_stream_ask_for_the_defaults(client):
 def test_undecodable_bodies_say_what_is_wrong(client, body, message):
     r = client.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["message"].startswith(message)
+
+
+def test_every_documented_route_describes_itself(client):
+    # /docs shows the OpenAPI description: a route without a docstring describes nothing there.
+    paths = client.get("/openapi.json").json()["paths"]
+    operations = [(path, verb, op) for path, ops in paths.items() for verb, op in ops.items()]
+    assert len(operations) == 4
+    assert all(len(op.get("description", "")) > 20 for _, _, op in operations), [(p, v) for p, v, op in operations if not op.get("description")]
