@@ -1,5 +1,6 @@
-"""Dependencies point one way (STYLE.md, "Our house"): `rsim_graph` is the core; `trainers`, `evals` and `server`
-build on it and never on each other. Every import counts, at any depth (a lazy one inside a function too)."""
+"""Dependencies point one way (README, "Architecture"): `rsim_graph` is the core; `trainers`, `evals` and `server`
+build on it. `trainers` and `evals` never import each other, and `server` neither of them; `evals` may import
+`server` (its server benchmark starts it). Every import counts, at any depth (a lazy one inside a function too)."""
 
 from __future__ import annotations
 
