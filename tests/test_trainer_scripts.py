@@ -145,6 +145,18 @@ def test_ablation_table_reads_recorded_runs_and_rejects_unknown_rows(tmp_path):
     assert cli(["--rows", "grpo", "--seeds", "5", "--results_dir", str(tmp_path)]) == 2  # needs row full's seconds for seed 5
 
 
+def test_the_grpo_rows_time_budget_is_the_full_rows_whatever_else_is_passed(tmp_path):
+    import json
+
+    from trainers.ablate import command
+
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "seed0.json").write_text(json.dumps({"train_seconds": 739.1}))
+    cmd = command("grpo", 0, tmp_path / "out", tmp_path, ["--max_train_seconds", "2400"])  # meant for the MARL rows
+    seconds = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--max_train_seconds"]
+    assert seconds[-1] == "739.1"  # argparse keeps the last
+
+
 def test_credit_splits_reward_variance_into_reasoner_and_planner_parts():
     from trainers.credit import decompose
 

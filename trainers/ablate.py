@@ -68,7 +68,8 @@ def command(row: str, seed: int, out: Path, results_dir: Path, extra: list[str])
         if not full.is_file():
             raise FileNotFoundError(f"the grpo row trains as long as row full did for seed {seed}; run --rows full --seeds {seed} first")
         seconds = json.loads(full.read_text())["train_seconds"]
-        return [sys.executable, "-m", "trainers.grpo", "--seed", str(seed), "--output_dir", str(out), "--max_train_seconds", str(seconds), "--max_steps", "100000", *extra]
+        # The row's own time budget comes last, so that an --max_train_seconds meant for the MARL rows cannot override it.
+        return [sys.executable, "-m", "trainers.grpo", "--seed", str(seed), "--output_dir", str(out), *extra, "--max_train_seconds", str(seconds), "--max_steps", "100000"]
     resume = ["--resume_from_checkpoint", "true"] if any(out.glob("checkpoint-*")) else []
     return [sys.executable, "-m", "trainers.marl", "--seed", str(seed), "--output_dir", str(out), *ROWS[row], *resume, *extra]
 
