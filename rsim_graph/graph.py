@@ -249,12 +249,18 @@ def check(state: RSIMState, writer: StreamWriter, *, reasoner: Reasoner, library
         answer = text.strip()
     stop_reason = state.get("stop_reason") or "terminate"
     if state.get("trajectory_id"):
-        reasoner.release(state["trajectory_id"])
-        if hasattr(planner, "release"):  # a learned planner keeps a prefix cache per trajectory; rule-based ones keep nothing
-            planner.release(state["trajectory_id"])
+        release(state["trajectory_id"], reasoner, planner)
     spent = usage(state)
     writer(finished(answer, stop_reason, spent, cut=bool(last.get("cut"))))
     return {"answer": answer, "stop_reason": stop_reason, "usage": spent}
+
+
+def release(trajectory_id: str, reasoner: Reasoner, planner: Planner | None) -> None:
+    """Free what both agents keep for a trajectory (the reasoner's and a learned planner's prefix caches); at the
+    run's end, or when its consumer leaves mid-way (`runs.graph_events`)."""
+    reasoner.release(trajectory_id)
+    if hasattr(planner, "release"):  # rule-based planners keep nothing
+        planner.release(trajectory_id)
 
 
 def route(state: RSIMState) -> Literal["plan", "__end__"]:

@@ -15,6 +15,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from rsim_graph.events import Event, Finished, StepWritten, finished, step_written, strategy_chosen
 from rsim_graph.grading import extract_answer
+from rsim_graph.graph import release
 from rsim_graph.planners.base import Planner
 from rsim_graph.reasoners.base import Reasoner
 from rsim_graph.state import RSIMState, Usage, usage, written_tokens
@@ -55,9 +56,7 @@ def graph_events(
         yield finished(done["answer"], done["stop_reason"], done["usage"], cut=bool(seen["steps"][-1].get("cut")))
     finally:
         if done is None and trajectory_id:
-            reasoner.release(trajectory_id)
-            if hasattr(planner, "release"):  # rule-based planners keep nothing
-                planner.release(trajectory_id)
+            release(trajectory_id, reasoner, planner)
 
 
 def plain_events(reasoner: Reasoner, inputs: RSIMState, max_tokens: int) -> Iterator[Event]:
