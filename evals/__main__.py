@@ -22,10 +22,10 @@ from pathlib import Path
 from evals.report import plot, score_table, token_table
 from rsim_graph.config import add_runtime_flags, config_from, refuse_renamed
 from rsim_graph.errors import InputError, RSIMError
-from rsim_graph.evaluation import evaluate
+from rsim_graph.evaluation.runner import evaluate
 from rsim_graph.loading import BUNDLED_PLANNER, is_bundled, load_reasoner, reasoner_path, resolve_injection
-from rsim_graph.methods import METHODS, resolve
-from rsim_graph.models import model_label
+from rsim_graph.evaluation.methods import METHODS, resolve
+from rsim_graph.engine.gguf import model_label
 from rsim_graph.strategies import load_strategies
 from rsim_graph.tasks.benchmarks import ANSWER_TYPES
 from rsim_graph.tasks.registry import TASK_NAMES, load_task

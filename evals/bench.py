@@ -27,7 +27,7 @@ import time
 import torch
 
 from evals import bench_drops, bench_server
-from rsim_graph.batching import THREADS
+from rsim_graph.engine.batching import THREADS
 from rsim_graph.graph import build_graph, run_batch
 from rsim_graph.loading import load_planner, reasoner_path
 from rsim_graph.reasoners.hf import HFReasoner, load_causal_lm

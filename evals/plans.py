@@ -32,9 +32,9 @@ from pathlib import Path
 
 from rsim_graph.config import add_runtime_flags, config_from
 from rsim_graph.errors import InputError, RSIMError
-from rsim_graph.evaluation import evaluate
+from rsim_graph.evaluation.runner import evaluate
 from rsim_graph.loading import load_reasoner, resolve_injection
-from rsim_graph.methods import Method
+from rsim_graph.evaluation.methods import Method
 from rsim_graph.planners.simple import ScriptedPlanner
 from rsim_graph.strategies import StrategyLibrary, load_strategies
 from rsim_graph.tasks.base import Problem

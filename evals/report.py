@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from rsim_graph.evaluation import Summary
+from rsim_graph.evaluation.runner import Summary
 
 # (model, method) -> task -> Summary
 Results = dict[tuple[str, str], dict[str, Summary]]

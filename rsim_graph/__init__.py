@@ -10,7 +10,7 @@
 runnable graph; `rsim_graph.events` are what a run emits and `rsim_graph.runs` how they are read.
 """
 
-from rsim_graph.chat_model import RSIMChatModel
+from rsim_graph.integrations.chat_model import RSIMChatModel
 from rsim_graph.config import RuntimeConfig
 from rsim_graph.events import Event, Finished, StepWritten, StrategyChosen
 from rsim_graph.graph import build_graph, run_batch
@@ -19,7 +19,7 @@ from rsim_graph.planners.base import Planner, PlannerChoice
 from rsim_graph.reasoners.base import Reasoner, StepOutput, StepRequest
 from rsim_graph.runs import Reply, run_events
 from rsim_graph.strategies import Strategy, StrategyLibrary, load_strategies
-from rsim_graph.tool import rsim_tool
+from rsim_graph.integrations.tool import rsim_tool
 
 __all__ = [
     "Event",

@@ -59,7 +59,7 @@ class RuntimeConfig:
     reasoner_api_key: str | None = _flag(None, "the key --reasoner_base_url (and --planner_base_url) expects")
     reasoner_mode: ReasonerMode = _flag("prefill", "how a chat upstream sees injected strategies: continuing its own turn, or a user turn per step")
     injection: Injection = _flag(
-        "auto", "how the reasoner sees a strategy (auto: prefill for the bundled tiny models, system for others; README: Injection formats)"
+        "auto", "how the reasoner sees a strategy (auto: prefill for the bundled tiny models, system for others; docs/real-llm.md: Injection formats)"
     )
     strategies: str | None = _flag(None, "a strategy library YAML (unset: the nine built-in strategies)")
     temperature: float = _flag(0.0, "the reasoner's sampling temperature (0: greedy; the server: when a request sets none)")

@@ -27,7 +27,7 @@ from langgraph.types import Overwrite, StreamWriter
 
 from rsim_graph.errors import InputError, PlannerError, ReasonerError
 from rsim_graph.events import finished, step_written, strategy_chosen
-from rsim_graph.grading import extract_answer
+from rsim_graph.scoring.grading import extract_answer
 from rsim_graph.messages import report_step
 from rsim_graph.planners.base import Planner
 from rsim_graph.reasoners.base import Reasoner, StepRequest
@@ -259,7 +259,7 @@ def release(trajectory_id: str, reasoner: Reasoner, planner: Planner | None) -> 
     """Free what both agents keep for a trajectory (the reasoner's and a learned planner's prefix caches); at the
     run's end, or when its consumer leaves mid-way (`runs.graph_events`)."""
     reasoner.release(trajectory_id)
-    if hasattr(planner, "release"):  # rule-based planners keep nothing
+    if planner is not None:
         planner.release(trajectory_id)
 
 
@@ -296,6 +296,11 @@ def build_graph(
     """
     library = strategies or StrategyLibrary.default()
     limits = Limits(max_steps, max_step_tokens, max_total_tokens)
+    if not isinstance(planner, Planner):
+        raise InputError(
+            f"{type(planner).__name__} is not a planner: it needs choose(state, library) and release(trajectory_id); "
+            "subclass rsim_graph.Planner to inherit a release that does nothing"
+        )
     if injection not in INJECTIONS:
         raise InputError(f"unknown injection {injection!r}; choose from {', '.join(INJECTIONS)}")
     g = StateGraph(RSIMState)

@@ -39,11 +39,11 @@ PLANNER_SPECS = (
 
 def resolve_injection(injection: str, reasoner: str | None, base_url: str | None, tokenizer=None) -> str:
     """`auto`: `prefill` for rSIM's tiny models (the bundled ones, or any with their tokenizer: they were trained
-    that way), `system` for any other model (it scored best on SmolLM2-135M-Instruct: README, "Injection
+    that way), `system` for any other model (it scored best on SmolLM2-135M-Instruct: docs/real-llm.md, "Injection
     formats"); other values are returned unchanged."""
     if injection != "auto":
         return injection
-    from rsim_graph.tiny import CHAT_TEMPLATE
+    from rsim_graph.engine.tiny_models import CHAT_TEMPLATE
 
     if tokenizer is not None:  # the loaded model itself says
         return "prefill" if getattr(tokenizer, "chat_template", None) == CHAT_TEMPLATE else "system"
@@ -148,7 +148,7 @@ def load_planner(
 
 def planner_path(spec: str) -> Path:
     """Where a planner checkpoint spec points: the named bundled and shipped planners, else the path itself."""
-    from rsim_graph.models import SMOLLM2, shipped
+    from rsim_graph.engine.gguf import SMOLLM2, shipped
 
     if spec in TINY_PLANNERS:
         return bundled(TINY_PLANNERS[spec])

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from langgraph.graph.state import CompiledStateGraph
 
 from rsim_graph.events import Event, Finished, StepWritten, finished, step_written, strategy_chosen
-from rsim_graph.grading import extract_answer
+from rsim_graph.scoring.grading import extract_answer
 from rsim_graph.graph import release
 from rsim_graph.planners.base import Planner
 from rsim_graph.reasoners.base import Reasoner

@@ -69,7 +69,7 @@ class Strategy:
         return not self.follow or re.search(self.follow, text, flags=re.IGNORECASE) is not None
 
 
-# How the reasoner sees an injected strategy (measured on SmolLM2-135M-Instruct: README, "Injection formats"):
+# How the reasoner sees an injected strategy (measured on SmolLM2-135M-Instruct: docs/real-llm.md, "Injection formats"):
 # - prefill: the strategy prompt continues the assistant's own turn (the paper's injection);
 # - system: the same, plus a system message that states the step protocol;
 # - headers: each prompt is a numbered Markdown step header.

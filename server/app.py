@@ -30,7 +30,13 @@ logger = logging.getLogger(__name__)
 
 
 class BodyLimit:
-    """Refuse bodies over `max_bytes` with 413 before the app reads them (chunked bodies are counted)."""
+    """Refuse bodies over `max_bytes` with 413 before the app reads them (chunked bodies are counted).
+
+    Kept rather than FastAPI's own `FastAPI(max_body_size=...)` (fastapi 0.165): its 413 is sent from outside the
+    app's exception handlers (`fastapi/_body_limit.py`), as `{"detail": "Content Too Large"}` or, for a declared
+    Content-Length over the limit, as plain text, so an OpenAI client would get neither the `error` object its SDK
+    reads nor the limit it went over (tried: tests/test_server.py::test_oversized_bodies_are_413 fails with it).
+    """
 
     def __init__(self, app, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes

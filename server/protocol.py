@@ -24,7 +24,7 @@ Bool = Annotated[bool, Strict()]
 # OpenAI fields this server cannot honour: refused with a 400 that says what to do, never silently dropped.
 UNSUPPORTED = {
     "tools": "tool calling is not supported: the reasoner writes text steps; give the agent a tool-calling model, "
-    "and use rSIM as a tool (rsim_graph.tool) or for the reasoning turns",
+    "and use rSIM as a tool (rsim_graph.integrations.tool) or for the reasoning turns",
     "functions": "function calling is not supported: the reasoner writes text steps; use a tool-calling model for it",
     "response_format": "structured output is not supported: the answer is free text with a strategy trace; "
     "ask for the format in the prompt and parse choices[0].message.rsim.answer",

@@ -15,7 +15,7 @@ from transformers import AutoModel, AutoModelForCausalLM
 from rsim_graph.reasoners.base import StepOutput, StepRequest
 from rsim_graph.reasoners.hf import HFReasoner
 from rsim_graph.strategies import StrategyLibrary
-from rsim_graph.tiny import build_tokenizer, tiny_config
+from rsim_graph.engine.tiny_models import build_tokenizer, tiny_config
 
 
 class ScriptedReasoner:

@@ -91,7 +91,7 @@ def test_trainer_hands_the_reasoner_its_credits_advantages(tmp_path, tiny_lm, to
     from copy import deepcopy
 
     from rsim_graph.planners.policy import PolicyPlanner
-    from rsim_graph.rewards import reasoner_reward_funcs
+    from rsim_graph.scoring.rewards import reasoner_reward_funcs
     from tests.conftest import tiny_args
     from trainers.data import arith_dataset
     from trainers.marl_trainer import MARLTrainer

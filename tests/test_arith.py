@@ -4,7 +4,7 @@ from collections import Counter
 import pytest
 
 from rsim_graph.errors import InputError
-from rsim_graph.grading import extract_answer
+from rsim_graph.scoring.grading import extract_answer
 from rsim_graph.strategies import StrategyLibrary
 from rsim_graph.tasks.arith import ArithConfig, ArithWorld, apply, parse_question
 from rsim_graph.tasks.arith_traces import (

@@ -12,12 +12,12 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 
-from rsim_graph.chat_model import RSIMChatModel
+from rsim_graph.integrations.chat_model import RSIMChatModel
 from rsim_graph.errors import ContextLengthError, InputError, ReasonerError
 from rsim_graph.graph import build_graph
 from rsim_graph.planners.simple import ScriptedPlanner
 from rsim_graph.strategies import STEP_PROTOCOL
-from rsim_graph.tool import rsim_tool
+from rsim_graph.integrations.tool import rsim_tool
 
 TEXTS = {"understand": "Known: 2 and 3.", "deep-think": "2+3 = 5"}
 CONTENT = "Known: 2 and 3.\n\n2+3 = 5\n\n\\boxed{5}"

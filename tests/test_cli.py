@@ -1,69 +1,49 @@
+"""`rsim COMMAND`: one console command for every module's CLI."""
+
+from __future__ import annotations
+
+import importlib.util
 import json
-import subprocess
-import sys
+import tomllib
+from pathlib import Path
 
-import pytest
+from rsim_graph.cli import COMMANDS, main
 
-from rsim_graph.__main__ import main
-from rsim_graph.loading import BUNDLED_REASONER
-
-
-def run(capsys, *argv):
-    code = main(["solve", *argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_solve_json_with_a_local_model(capsys, tiny_lm_dir):
-    code, out, _ = run(capsys, "What is 2+3?", "--json", "--reasoner", str(tiny_lm_dir), "--planner", "scripted:understand,validate", "--max_step_tokens", "8")
-    assert code == 0
-    data = json.loads(out)
-    assert set(data) == {"answer", "steps", "stop_reason", "usage"}
-    assert [s["strategy"] for s in data["steps"]] == ["understand", "validate", "terminate"]
-    assert data["stop_reason"] == "terminate" and data["usage"]["steps"] == 3
-    assert 0 < data["usage"]["completion_tokens"] <= 24 and data["usage"]["prompt_tokens"] > 0
+def test_the_console_script_is_declared_and_every_command_names_a_runnable_module():
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"rsim": "rsim_graph.cli:main"}
+    for name, (module, _) in COMMANDS.items():
+        spec = importlib.util.find_spec(module)
+        assert spec is not None, name
+        if spec.submodule_search_locations:  # a package runs its __main__
+            assert importlib.util.find_spec(module + ".__main__") is not None, name
 
 
-def test_solve_text_output_annotates_each_step(capsys, tiny_lm_dir):
-    code, out, _ = run(capsys, "What is 2+3?", "--reasoner", str(tiny_lm_dir), "--planner", "random", "--max_reasoning_steps", "3", "--max_step_tokens", "4")
-    assert code == 0
-    lines = out.strip().splitlines()
-    assert lines[-1].startswith("answer: ") and any(line.startswith("[terminate] ") for line in lines)
+def test_help_lists_every_command_with_its_python_m_form(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name, (module, _) in COMMANDS.items():
+        assert f"  {name} " in out and f"python -m {module}" in out
+    assert "python -m rsim_graph solve)" in out
 
 
-@pytest.mark.parametrize(
-    ("old", "new"), [("--max_steps", "--max_reasoning_steps"), ("--api_key", "--reasoner_api_key"), ("--greedy_planner", "greedy by default")]
-)
-def test_a_renamed_flag_names_its_new_name(capsys, old, new):
-    with pytest.raises(SystemExit) as e:
-        main(["solve", "q", old, "3"] if old != "--greedy_planner" else ["solve", "q", old])
+def test_an_unknown_command_is_one_line(capsys):
+    assert main(["trian"]) == 2
     err = capsys.readouterr().err
-    assert e.value.code == 2 and new in err and err.count("\n") == 1
+    assert err == "error: unknown command 'trian'; choose from " + ", ".join(COMMANDS) + " (rsim --help lists them)\n"
 
 
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        (["  "], "the question is empty"),
-        (["q", "--reasoner", "/nonexistent/model"], "no model at /nonexistent/model"),
-        (["q", "--planner", "/nonexistent/planner", "--reasoner", "{lm}"], "neither a directory nor a known planner"),
-        (["q", "--planner", "scripted:guess", "--reasoner", "{lm}"], "unknown strategy 'guess'"),
-        (["q", "--reasoner_base_url", "http://127.0.0.1:9/v1", "--reasoner_model", "m", "--planner", "random"], "cannot reach the reasoner's server"),
-        (["q", "--reasoner_base_url", "http://127.0.0.1:9/v1"], "needs --reasoner_model"),
-        (["q", "--strategies", "/nonexistent.yaml"], "strategy file /nonexistent.yaml does not exist"),
-    ],
-)
-def test_bad_input_is_one_line_without_traceback(capsys, tiny_lm_dir, argv, message):
-    code, _, err = run(capsys, *[a.replace("{lm}", str(tiny_lm_dir)) for a in argv])
-    assert code == 2
-    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+def test_solve_runs_the_module_with_its_flags_and_exit_code(capsys):
+    assert main(["solve", "Compute 3+4.", "--json", "--max_reasoning_steps", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["steps"]) <= 3 and out["stop_reason"]
+    assert main(["solve", "  "]) == 2  # the module's own refusal and exit code
+    assert "the question is empty" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not (BUNDLED_REASONER / "config.json").is_file(), reason="bundled models not built")
-def test_default_command_uses_the_bundled_models():
-    # A subprocess, as a user runs it: no flags at all.
-    proc = subprocess.run([sys.executable, "-m", "rsim_graph", "solve", "Compute (12+7)*3.", "--json"], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    data = json.loads(proc.stdout)
-    assert data["stop_reason"] in ("terminate", "max_steps", "max_total_tokens", "repeat")
-    assert data["steps"][0]["strategy"] and data["answer"]
+def test_a_commands_bad_flag_is_its_own_argparse_error(capsys):
+    assert main(["eval", "--no_such_flag"]) == 2  # argparse exits inside the module; main passes the code on
+    assert "unrecognized arguments: --no_such_flag" in capsys.readouterr().err

@@ -11,12 +11,12 @@ from conftest import OpenAIHandler, ScriptedReasoner
 
 from evals.__main__ import main
 from rsim_graph import loading
-from rsim_graph.code_exec import run_program
+from rsim_graph.scoring.code_exec import run_program
 from rsim_graph.config import RuntimeConfig
 from rsim_graph.errors import CheckpointError
-from rsim_graph.evaluation import evaluate, read_done
+from rsim_graph.evaluation.runner import evaluate, read_done
 from rsim_graph.loading import BUNDLED_PLANNER
-from rsim_graph.methods import PS_PLUS_PROMPT, ZERO_COT_PROMPT, resolve
+from rsim_graph.evaluation.methods import PS_PLUS_PROMPT, ZERO_COT_PROMPT, resolve
 from rsim_graph.tasks.registry import load_task
 
 needs_bundled = pytest.mark.skipif(not (BUNDLED_PLANNER / "planner.json").is_file(), reason="bundled models not built")

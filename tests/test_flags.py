@@ -136,7 +136,7 @@ def test_auto_injection_follows_the_reasoner():
 
     from rsim_graph.config import RuntimeConfig
     from rsim_graph.loading import injection_for
-    from rsim_graph.tiny import build_tokenizer
+    from rsim_graph.engine.tiny_models import build_tokenizer
 
     class Tokenized(ScriptedReasoner):
         def __init__(self, tokenizer):

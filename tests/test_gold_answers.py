@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rsim_graph.grading import extract_answer, math_equal
+from rsim_graph.scoring.grading import extract_answer, math_equal
 from rsim_graph.tasks.registry import load_task
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -2,7 +2,7 @@ import threading
 
 import pytest
 
-from rsim_graph.grading import extract_answer, extract_boxed, grade, grade_completion
+from rsim_graph.scoring.grading import extract_answer, extract_boxed, grade, grade_completion
 
 
 @pytest.mark.parametrize(

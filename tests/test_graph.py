@@ -10,7 +10,7 @@ from typing_extensions import TypedDict
 from rsim_graph.errors import InputError, PlannerError, ReasonerError
 from rsim_graph.events import Finished, StepWritten, StrategyChosen
 from rsim_graph.graph import NODES_PER_STEP, build_graph, run_batch
-from rsim_graph.planners.base import PlannerChoice
+from rsim_graph.planners.base import Planner, PlannerChoice
 from rsim_graph.planners.simple import RandomPlanner, ScriptedPlanner
 from rsim_graph.reasoners.base import StepOutput
 from rsim_graph.runs import graph_events
@@ -112,12 +112,28 @@ def test_empty_question_is_refused():
 
 
 def test_planner_id_outside_library_is_refused():
-    class Bad:
+    class Bad(Planner):
         def choose(self, state, library):
             return PlannerChoice("guess")
 
     with pytest.raises(PlannerError, match="chose 'guess', which is not in the strategy library"):
         build_graph(Bad(), ScriptedReasoner()).invoke({"question": "q"})
+
+
+def test_an_object_without_the_planner_protocol_is_refused_in_one_line():
+    class ChooseOnly:
+        def choose(self, state, library):
+            return PlannerChoice("terminate")
+
+    with pytest.raises(InputError, match="ChooseOnly is not a planner: it needs choose.state, library. and release.trajectory_id.; subclass rsim_graph.Planner"):
+        build_graph(ChooseOnly(), ScriptedReasoner())
+
+
+def test_rule_based_planners_inherit_a_release_that_keeps_nothing():
+    from rsim_graph.planners.heuristic import HeuristicPlanner
+
+    for planner in (RandomPlanner(0), ScriptedPlanner([]), HeuristicPlanner()):
+        assert isinstance(planner, Planner) and planner.release("t1") is None
 
 
 def test_reasoner_returning_nothing_is_refused():

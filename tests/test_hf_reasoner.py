@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from rsim_graph.errors import CheckpointError
 from rsim_graph.reasoners.base import StepRequest
@@ -161,3 +162,15 @@ def test_a_budget_past_the_context_window_is_cut_to_fit(hf_reasoner):
     out = hf_reasoner.complete(q, 2048)
     assert 0 < len(out.completion_ids) <= room
     assert hf_reasoner.room(hf_reasoner.question_ids(q), 5) == min(5, room)
+
+
+def test_top_p_samples_only_the_nucleus_and_reports_the_policys_log_probabilities():
+    logits = torch.tensor([[3.0, 2.0, 1.0, 0.0]]).repeat(400, 1)  # softmax: 0.64, 0.24, 0.09, 0.03
+    gen = torch.Generator().manual_seed(0)
+    tok, lp = HFReasoner._sample_group(logits, 1.0, 0.5, gen)
+    assert set(tok.tolist()) == {0}  # the top token alone covers 0.5
+    assert torch.allclose(lp, torch.log_softmax(logits[0], -1)[0].expand(400))  # not renormalized over the nucleus
+    tok, _ = HFReasoner._sample_group(logits, 1.0, 0.9, gen)
+    assert set(tok.tolist()) == {0, 1, 2}  # 0.64 + 0.24 < 0.9: the third token is still needed
+    tok, _ = HFReasoner._sample_group(logits, 1.0, 1.0, gen)
+    assert set(tok.tolist()) == {0, 1, 2, 3}

@@ -245,7 +245,7 @@ class WarmupReasoner(ScriptedReasoner):
 
 
 def test_warmup_keeps_formatted_wrong_trajectories_only(library):
-    from rsim_graph.rewards import accuracy_reward, format_reward
+    from rsim_graph.scoring.rewards import accuracy_reward, format_reward
     from trainers.sft import collect_warmup
 
     questions = list(WarmupReasoner.WRITES)

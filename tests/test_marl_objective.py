@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rsim_graph.planners.policy import PolicyPlanner
-from rsim_graph.rewards import planner_reward_funcs, reasoner_reward_funcs
+from rsim_graph.scoring.rewards import planner_reward_funcs, reasoner_reward_funcs
 from rsim_graph.strategies import Strategy
 from tests.conftest import length_reward, tiny_args
 from trainers.data import arith_dataset
@@ -180,7 +180,7 @@ def test_planner_input_keeps_the_question_when_cut(tokenizer, tiny_backbone, lib
 def test_planner_on_a_bf16_backbone_chooses_and_trains(tmp_path, tokenizer, library):
     from transformers import AutoModelForCausalLM
 
-    from rsim_graph.tiny import tiny_config
+    from rsim_graph.engine.tiny_models import tiny_config
 
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(tiny_config(len(tokenizer), hidden=32, layers=2, heads=2), dtype=torch.bfloat16).save_pretrained(tmp_path)

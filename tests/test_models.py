@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from rsim_graph.errors import CheckpointError
-from rsim_graph.models import SMOLLM2, convert_gguf, resolve_model
+from rsim_graph.engine.gguf import SMOLLM2, convert_gguf, resolve_model
 
 gguf = pytest.importorskip("gguf")
 

@@ -3,7 +3,7 @@ from safetensors.torch import load_file
 
 from rsim_graph.strategies import StrategyLibrary
 from rsim_graph.tasks.arith import ArithWorld
-from rsim_graph.tiny import build_tokenizer
+from rsim_graph.engine.tiny_models import build_tokenizer
 from trainers.pretrain_tiny import IGNORE, example, pretrain
 
 

@@ -18,7 +18,7 @@ import pytest
 from server_utils import free_port, wait_healthy
 
 from rsim_graph.errors import CheckpointError
-from rsim_graph.models import smollm2_gguf
+from rsim_graph.engine.gguf import smollm2_gguf
 
 try:
     GGUF = smollm2_gguf()
@@ -88,7 +88,7 @@ def test_python_m_server_answers_the_openai_sdk_with_smollm2():
 
 
 def shipped() -> bool:
-    from rsim_graph.models import SMOLLM2_ASSETS
+    from rsim_graph.engine.gguf import SMOLLM2_ASSETS
 
     return (SMOLLM2_ASSETS / "planner" / "planner.json").is_file() and (SMOLLM2_ASSETS / "reasoner" / "adapter_config.json").is_file()
 

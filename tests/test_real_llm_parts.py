@@ -15,10 +15,10 @@ from rsim_graph.graph import build_graph, protocol_history, run_batch
 from rsim_graph.planners.policy import PolicyPlanner
 from rsim_graph.planners.simple import ScriptedPlanner
 from rsim_graph.reasoners.hf import load_causal_lm
-from rsim_graph.rewards import format_reward
+from rsim_graph.scoring.rewards import format_reward
 from rsim_graph.strategies import STEP_PROTOCOL
 from rsim_graph.tasks.arith import arith_world, parse_question
-from rsim_graph.tiny import tiny_config
+from rsim_graph.engine.tiny_models import tiny_config
 from tests.conftest import ScriptedReasoner
 from trainers.common import apply_lora
 from trainers.data import arith_dataset

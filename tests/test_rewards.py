@@ -1,6 +1,6 @@
 import pytest
 
-from rsim_graph.rewards import (
+from rsim_graph.scoring.rewards import (
     accuracy_reward,
     follow_reward,
     format_reward,

@@ -426,3 +426,23 @@ def test_every_documented_route_describes_itself(client):
     operations = [(path, verb, op) for path, ops in paths.items() for verb, op in ops.items()]
     assert len(operations) == 4
     assert all(len(op.get("description", "")) > 20 for _, _, op in operations), [(p, v) for p, v, op in operations if not op.get("description")]
+
+
+@pytest.mark.parametrize("body", [{}, {"n": 2, "seed": 3}, {"max_tokens": 6}, {"stop": ["2+3"]}, {"logprobs": False}])
+def test_every_reply_validates_against_the_openai_packages_own_types(client, body):
+    """The server's response models are ours (they carry the `rsim` trace); the `openai` package's types are the
+    contract its clients parse, so every reply shape is validated against them."""
+    from openai.types import Model
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+    reply = ChatCompletion.model_validate(chat(client, **body).json())
+    assert reply.object == "chat.completion" and reply.choices[0].message.role == "assistant"
+    assert reply.usage is not None and reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+    assert reply.choices[0].finish_reason in ("stop", "length")
+    chunks = [ChatCompletionChunk.model_validate(c) for c in sse(chat(client, stream=True, stream_options={"include_usage": True}, **body))]
+    assert {c.object for c in chunks} == {"chat.completion.chunk"}
+    assert chunks[-1].usage is not None and chunks[-1].choices == []
+    assert {c.choices[0].finish_reason for c in chunks[:-1] if c.choices[0].finish_reason} <= {"stop", "length"}
+    listed = client.get("/v1/models").json()
+    assert listed["object"] == "list" and [Model.model_validate(m).id for m in listed["data"]] == ["rsim"]
+    assert Model.model_validate(client.get("/v1/models/rsim").json()).owned_by

@@ -104,7 +104,7 @@ def test_the_max_tokens_cap_fits_the_models_window(url):
 
 
 def test_rsim_chat_openai_keeps_the_trace_invoked_and_streamed(url):
-    from rsim_graph.chat_openai import RSIMChatOpenAI
+    from rsim_graph.integrations.chat_openai import RSIMChatOpenAI
 
     llm = RSIMChatOpenAI(model="rsim", base_url=f"{url}/v1", api_key="unused", temperature=0)
     reply = llm.invoke(QUESTION)

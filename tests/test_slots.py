@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from test_hf_reasoner import as_step, request
 
-from rsim_graph.batching import FairLock
+from rsim_graph.engine.batching import FairLock
 from rsim_graph.reasoners.hf import HFReasoner
 from rsim_graph.reasoners.slots import SlotDecoder
 
@@ -117,7 +117,7 @@ def test_fair_lock_grants_in_arrival_order():
 
 
 def test_thread_policy_drops_to_one_thread_under_contention_and_probes_back(monkeypatch):
-    from rsim_graph import batching
+    from rsim_graph.engine import batching as batching
 
     calls = []
     monkeypatch.setattr(batching.torch, "set_num_threads", calls.append)

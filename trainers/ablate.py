@@ -26,7 +26,7 @@ Rows:
   session if it was resumed); its accuracy is the reasoner alone, as it has no planner.
 
 `--reasoner_credit prefix` is not a row: its first run was stopped after 12 steps, with 54-96% of its
-advantage still the planner's part (README, "Results of the default run"); `--rows` takes only the above.
+advantage still the planner's part (docs/training.md, "Results of the default run"); `--rows` takes only the above.
 """
 
 from __future__ import annotations

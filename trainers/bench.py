@@ -21,7 +21,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from rsim_graph.loading import ASSETS, BUNDLED_REASONER
 from rsim_graph.planners.policy import PolicyPlanner
-from rsim_graph.rewards import accuracy_reward, format_reward
+from rsim_graph.scoring.rewards import accuracy_reward, format_reward
 from trainers.common import load_model
 from trainers.data import arith_dataset
 from trainers.marl_config import MARLConfig

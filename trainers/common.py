@@ -12,7 +12,7 @@ import torch
 from transformers import TrainerCallback
 
 from rsim_graph.config import RuntimeConfig
-from rsim_graph.evaluation import evaluate
+from rsim_graph.evaluation.runner import evaluate
 from rsim_graph.loading import BUNDLED_REASONER, bundled
 from rsim_graph.reasoners.hf import HFReasoner, load_causal_lm
 from rsim_graph.strategies import StrategyLibrary

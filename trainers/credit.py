@@ -24,7 +24,7 @@ import torch
 from rsim_graph.graph import build_graph, run_batch
 from rsim_graph.planners.policy import PolicyPlanner
 from rsim_graph.reasoners.hf import HFReasoner
-from rsim_graph.rewards import accuracy_reward
+from rsim_graph.scoring.rewards import accuracy_reward
 from rsim_graph.strategies import StrategyLibrary
 from trainers.advantages import CREDITS, between_plan_share, reasoner_advantages
 from trainers.data import arith_dataset

@@ -19,7 +19,7 @@ from pathlib import Path
 from transformers import set_seed
 from trl import GRPOConfig, GRPOTrainer, ModelConfig
 
-from rsim_graph.rewards import accuracy_reward, format_reward
+from rsim_graph.scoring.rewards import accuracy_reward, format_reward
 from rsim_graph.strategies import StrategyLibrary
 from trainers.cli import run_script
 from trainers.common import (

@@ -56,10 +56,10 @@ class MARLConfig(GRPOConfig):
             Weights of R_acc, R_penalty and R_terminal in the planner's reward (the paper sums them).
         repeat_terminal_reward (`float`, *optional*, defaults to `-1.0`):
             R_terminal of a run that the graph ended because the reasoner repeated a step verbatim (forced, like a
-            budget's end, by default; `rsim_graph.rewards.terminal_reward`).
+            budget's end, by default; `rsim_graph.scoring.rewards.terminal_reward`).
         injection (`str`, *optional*, defaults to `"auto"`):
             How the reasoner sees a strategy in rollouts, validation and the warm-up: `prefill` (the paper's),
-            `system` (plus a system message stating the step protocol) or `headers` (README: Injection
+            `system` (plus a system message stating the step protocol) or `headers` (docs/real-llm.md: Injection
             formats); `auto` as in the runtime (prefill for the bundled tiny models, system for others), resolved
             by the trainer from the reasoner it is given. The token ids the loss reads are the ones the graph
             built, so any choice trains exactly.
@@ -68,7 +68,7 @@ class MARLConfig(GRPOConfig):
             prompt's group, so the planner's choices are credited to the reasoner's tokens too); `plan`, the mean
             of the group's trajectories with the same strategy sequence (only what the reasoner's own sampling
             changed is credited to it); `prefix`, per step, the mean of those that shared the strategies so far.
-            `group` is the default by the numbers (README, "Results of the default run"): `plan` credits the
+            `group` is the default by the numbers (docs/training.md, "Results of the default run"): `plan` credits the
             reasoner exactly, but gives 2-3% of ArithWorld's trajectories any advantage, and scored lower.
         planner_scale_rewards (`str`, *optional*, defaults to `"group"`):
             What the planner's group-centred rewards are divided by, as TRL's `scale_rewards` for the reasoner:

@@ -20,7 +20,7 @@ from rsim_graph.errors import CheckpointError
 from rsim_graph.loading import resolve_injection
 from rsim_graph.planners.policy import PolicyPlanner
 from rsim_graph.reasoners.hf import HFReasoner
-from rsim_graph.rewards import planner_reward_funcs, reasoner_reward_funcs
+from rsim_graph.scoring.rewards import planner_reward_funcs, reasoner_reward_funcs
 from rsim_graph.strategies import StrategyLibrary
 from trainers.advantages import between_plan_share, group_advantages, reasoner_advantages
 from trainers.marl_config import MARLConfig
@@ -81,7 +81,7 @@ class MARLTrainer(GRPOTrainer):
       for both agents: injected strategy prompts are never graded (the terminate prompt itself
       contains `\\boxed{}`).
     - The strategy prompts, R_format's checks and R_follow's per-strategy regexes are ours
-      (`rsim_graph/strategies.yaml`, `rsim_graph/rewards.py`).
+      (`rsim_graph/strategies.yaml`, `rsim_graph/scoring/rewards.py`).
     - R_terminal scores a `terminate` that a budget forced as -1 (the paper does not discuss budgets), and a
       run ended by the repeat rule as `repeat_terminal_reward` (-1 by default).
     - The planner's surrogate is averaged over its choices in a micro-batch; the paper does not say how
@@ -89,7 +89,7 @@ class MARLTrainer(GRPOTrainer):
     - Not a deviation by default: the reasoner's baseline is its group's mean, as in the paper, though most
       of what it then credits to the reasoner is the planner's doing (`python -m trainers.credit`);
       `reasoner_credit="plan"` or `"prefix"` credits only what the reasoner's own sampling changed, and
-      scored lower on ArithWorld (README, deviation 13).
+      scored lower on ArithWorld (docs/design.md, deviation 13).
     - The planner reads the question and the last 200 characters of each step tagged with its strategy
       (`planner_text`), not the reasoner's full context.
     - One optimizer holds both agents as two parameter groups (so its checkpoint holds both agents'

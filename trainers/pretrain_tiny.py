@@ -28,7 +28,7 @@ from rsim_graph.planners.policy import PolicyPlanner
 from rsim_graph.strategies import StrategyLibrary
 from rsim_graph.tasks.arith import ArithConfig, ArithWorld
 from rsim_graph.tasks.arith_traces import injected_trace, zero_cot
-from rsim_graph.tiny import build_tokenizer, tiny_config
+from rsim_graph.engine.tiny_models import build_tokenizer, tiny_config
 
 logger = logging.getLogger(__name__)
 IGNORE = -100

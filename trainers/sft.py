@@ -33,7 +33,7 @@ from rsim_graph.graph import build_graph, protocol_history, run_batch
 from rsim_graph.loading import load_planner, resolve_injection
 from rsim_graph.planners.base import Planner
 from rsim_graph.reasoners.hf import HFReasoner
-from rsim_graph.rewards import accuracy_reward, format_reward
+from rsim_graph.scoring.rewards import accuracy_reward, format_reward
 from rsim_graph.strategies import StrategyLibrary, load_strategies
 from trainers.cli import run_script
 from trainers.common import TaskArguments, load_model

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from rsim_graph.grading import extract_answer
+from rsim_graph.scoring.grading import extract_answer
 from rsim_graph.graph import build_graph, run_batch
 from rsim_graph.planners.policy import PolicyPlanner
 from rsim_graph.reasoners.hf import HFReasoner

@@ -13,7 +13,7 @@ from __future__ import annotations
 from accelerate.state import PartialState
 from accelerate.utils import broadcast_object_list, gather_object
 
-from rsim_graph.batching import MicroBatcher
+from rsim_graph.engine.batching import MicroBatcher
 from rsim_graph.reasoners.base import StepOutput, StepRequest
 from rsim_graph.reasoners.tokens import TokenPrompts
 from rsim_graph.reasoners.vllm import VLLMReasoner

@@ -27,7 +27,14 @@ class PlannerChoice:
 
 @runtime_checkable
 class Planner(Protocol):
+    """What the graph asks of a planner. Subclass it to inherit the no-op `release` (rule-based planners keep
+    nothing per trajectory); a learned planner that caches a trajectory's prefix frees it there."""
+
     def choose(self, state: RSIMState, library: StrategyLibrary) -> PlannerChoice: ...
+
+    def release(self, trajectory_id: str) -> None:
+        """Forget what is kept for a trajectory once it has ended (or was left mid-way)."""
+        return None
 
 
 def planner_text(state: RSIMState, max_step_chars: int = 200) -> str:

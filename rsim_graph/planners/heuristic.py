@@ -8,14 +8,14 @@ ArithWorld it falls back to Plan-and-Solve.
 
 from __future__ import annotations
 
-from rsim_graph.planners.base import PlannerChoice
+from rsim_graph.planners.base import Planner, PlannerChoice
 from rsim_graph.planners.simple import ScriptedPlanner
 from rsim_graph.state import RSIMState
 from rsim_graph.strategies import StrategyLibrary
 from rsim_graph.tasks.arith import parse_question
 
 
-class HeuristicPlanner:
+class HeuristicPlanner(Planner):
     """
     Args:
         check (`bool`, *optional*, defaults to `False`): validate after each operation, repair on failure.

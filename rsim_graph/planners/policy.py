@@ -15,12 +15,13 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 from transformers import AutoModel, AutoTokenizer
 
-from rsim_graph.batching import MicroBatcher
+from rsim_graph.engine.batching import MicroBatcher
 from rsim_graph.errors import CheckpointError
-from rsim_graph.kvcache import Cached, PrefixStore, padded_batch, row_layers
-from rsim_graph.models import resolve_model
+from rsim_graph.engine.kvcache import Cached, PrefixStore, padded_batch, row_layers
+from rsim_graph.engine.gguf import resolve_model
 from rsim_graph.planners.base import PlannerChoice, planner_text
 from rsim_graph.state import RSIMState
 from rsim_graph.strategies import StrategyLibrary, load_strategies
@@ -120,14 +121,11 @@ class PolicyPlanner(nn.Module):
 
     # -- scoring ----------------------------------------------------------------------------------
     def encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        ids = [self.token_ids(t) for t in texts]
-        L = max(len(x) for x in ids)
-        pad = self.tokenizer.pad_token_id or 0
-        input_ids = torch.full((len(ids), L), pad, dtype=torch.long)
-        mask = torch.zeros((len(ids), L), dtype=torch.long)
-        for i, x in enumerate(ids):  # left padding: the last position is every row's last token
-            input_ids[i, L - len(x) :] = torch.tensor(x)
-            mask[i, L - len(x) :] = 1
+        ids = [torch.tensor(self.token_ids(t)) for t in texts]
+        # left padding: the last position is every row's last token. torch's pad_sequence, not trl's `pad`: the
+        # planner also serves inference, and importing trl.trainer.utils costs about 6 s of start-up here.
+        input_ids = pad_sequence(ids, batch_first=True, padding_value=self.tokenizer.pad_token_id or 0, padding_side="left")
+        mask = pad_sequence([torch.ones_like(x) for x in ids], batch_first=True, padding_value=0, padding_side="left")
         dev = self.head.weight.device
         return {"input_ids": input_ids.to(dev), "attention_mask": mask.to(dev)}
 

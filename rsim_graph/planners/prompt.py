@@ -8,7 +8,7 @@ import re
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from rsim_graph.planners.base import PlannerChoice, planner_text
+from rsim_graph.planners.base import Planner, PlannerChoice, planner_text
 from rsim_graph.state import RSIMState
 from rsim_graph.strategies import StrategyLibrary
 
@@ -21,7 +21,7 @@ SYSTEM = (
 )
 
 
-class PromptPlanner:
+class PromptPlanner(Planner):
     """Ask a LangChain chat model for the next strategy.
 
     An unusable reply (no strategy id in it) falls back to `fallback`, and `fallbacks` counts how often.

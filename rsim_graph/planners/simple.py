@@ -7,12 +7,12 @@ import random
 import threading
 from collections.abc import Sequence
 
-from rsim_graph.planners.base import PlannerChoice
+from rsim_graph.planners.base import Planner, PlannerChoice
 from rsim_graph.state import RSIMState
 from rsim_graph.strategies import StrategyLibrary
 
 
-class RandomPlanner:
+class RandomPlanner(Planner):
     """Uniform over the library (the paper's random-strategy baseline).
 
     A run whose state carries a sampling seed draws from that seed, its question and its step number,
@@ -38,7 +38,7 @@ class RandomPlanner:
         return PlannerChoice(library.ids[i], -math.log(n), [1.0 / n] * n)
 
 
-class ScriptedPlanner:
+class ScriptedPlanner(Planner):
     """A fixed sequence of strategies; the library's terminating strategy follows the last one.
 
     Args:

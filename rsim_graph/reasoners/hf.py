@@ -22,12 +22,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, TopPLogitsWarper
 
-from rsim_graph.batching import ContinuousBatcher, MicroBatcher
+from rsim_graph.engine.batching import ContinuousBatcher, MicroBatcher
 from rsim_graph.errors import CheckpointError, ContextLengthError
-from rsim_graph.kvcache import Cached, LayerKV, PrefixStore, padded_batch, row_layers
-from rsim_graph.models import resolve_model
+from rsim_graph.engine.kvcache import Cached, LayerKV, PrefixStore, padded_batch, row_layers
+from rsim_graph.engine.gguf import resolve_model
 from rsim_graph.reasoners.base import StepOutput, StepRequest
 from rsim_graph.reasoners.slots import SLOT_ATTENTION, SlotDecoder
 from rsim_graph.reasoners.tokens import TokenPrompts
@@ -308,11 +308,9 @@ class HFReasoner(TokenPrompts):
             logp = torch.log_softmax(logits, dim=-1)
             tok = logits.argmax(dim=-1)
             return tok, logp.gather(1, tok[:, None]).squeeze(1)
-        logp = torch.log_softmax(logits / temperature, dim=-1)
-        probs = logp.exp()
+        scores = logits / temperature
+        logp = torch.log_softmax(scores, dim=-1)  # the policy's log-probabilities: before the nucleus cut, as in training
         if top_p < 1.0:
-            sorted_p, idx = probs.sort(dim=-1, descending=True)
-            keep = sorted_p.cumsum(-1) - sorted_p < top_p
-            probs = torch.zeros_like(probs).scatter(1, idx, sorted_p * keep)
-        tok = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            scores = TopPLogitsWarper(top_p)(None, scores)
+        tok = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=generator).squeeze(1)
         return tok, logp.gather(1, tok[:, None]).squeeze(1)

@@ -24,7 +24,7 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from rsim_graph.kvcache import Cached, padded_batch
+from rsim_graph.engine.kvcache import Cached, padded_batch
 from rsim_graph.reasoners.base import StepOutput, StepRequest
 
 # Attention implementations that take a 4D float mask (flash attention takes none; it uses static batches).

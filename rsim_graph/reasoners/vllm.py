@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from rsim_graph.batching import MicroBatcher
+from rsim_graph.engine.batching import MicroBatcher
 from rsim_graph.errors import ReasonerError
 from rsim_graph.reasoners.base import StepOutput, StepRequest
 from rsim_graph.reasoners.tokens import TokenPrompts

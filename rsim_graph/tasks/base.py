@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rsim_graph.grading import extract_choice, grade, grade_choice
+from rsim_graph.scoring.grading import extract_choice, grade, grade_choice
 
 
 @dataclass
@@ -30,12 +30,12 @@ class Problem:
         """Grade a reply: its extracted `answer` for math and choices, its full `text` for code (pass@1).
 
         `numeric`, `latex` and `auto` (the default of custom files and hub datasets) are all graded by math-verify
-        (`rsim_graph.grading.grade`); `choice` by the option letter; `code` by running the task's tests.
+        (`rsim_graph.scoring.grading.grade`); `choice` by the option letter; `code` by running the task's tests.
         """
         if self.kind == "choice":
             return grade_choice(answer if answer is not None else extract_choice(text), self.answer)
         if self.kind == "code":
-            from rsim_graph.code_exec import (
+            from rsim_graph.scoring.code_exec import (
                 extract_code,
                 humaneval_program,
                 run_program,

