@@ -120,6 +120,8 @@ def run(args: argparse.Namespace) -> str:
             results.setdefault((model, m.name), {})[task] = summary
             records[(model, m.name, task)] = recs
             follow = "" if summary.follow is None else f", R_follow {summary.follow:.2f}"
+            if summary.top_plan:
+                follow += f", most common plan {' > '.join(summary.top_plan)} on {100 * summary.top_plan_share:.0f}% of problems"
             print(f"{task} / {m.name}: {100 * summary.accuracy:.1f}% of {summary.n} ({summary.errors} errors, {summary.seconds:.0f} s{follow})", file=sys.stderr, flush=True)
     summary_json = {"model": model, "prompt_style": style, "reasoner_mode": config.reasoner_mode if config.reasoner_base_url else None, "injection": injection, "tasks": {t: {m: asdict(results[(model, m)][t]) for (_, m) in results if t in results[(model, m)]} for t in tasks}}
     (out_dir / "summary.json").write_text(json.dumps(summary_json, indent=2))

@@ -232,3 +232,17 @@ def test_reasoner_mode_turns_sends_each_strategy_as_a_user_turn(tmp_path, openai
     assert summary["reasoner_mode"] == "turns" and summary["tasks"]["custom"]["ps+-script"]["accuracy"] == 1.0
     last = OpenAIHandler.requests[-1]["messages"]
     assert last[-1]["role"] == "user" and sum(m["role"] == "user" for m in last) >= 3  # question + one turn per strategy
+
+
+def test_the_summary_says_how_often_the_planner_used_its_most_common_plan():
+    from rsim_graph.evaluation.runner import summarize
+
+    def rec(*strategies, error=None):
+        return {"correct": False, "tokens": 1, "seconds": 0.0, "error": error, "strategies": list(strategies), "trace": []}
+
+    records = [rec("backtrack", "terminate"), rec("backtrack", "terminate"), rec("deep-think", "terminate"), rec("backtrack", "terminate"),
+               rec(error="boom")]
+    s = summarize("rsim", records)
+    assert s.top_plan == ["backtrack", "terminate"] and s.top_plan_share == 0.75  # failed problems have no plan
+    alone = summarize("zero-cot", [rec(), rec()])
+    assert alone.top_plan is None and alone.top_plan_share is None

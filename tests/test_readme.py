@@ -103,3 +103,6 @@ def test_shell_command_runs_as_written(where, argv, tmp_path):
         results = json.loads((tmp_path / "outputs" / "smoke" / "results.json").read_text())
         assert results["steps"] == 2 and results["warmup"] == {} and [v["step"] for v in results["validation"]] == [0, 2]
         assert (tmp_path / "outputs" / "smoke" / "planner" / "head.pt").is_file() and "| rSIM planner |" in done.stdout
+        assert list(results["phases"]) == ["load", "before", "warm-up", "training", "validation", "after"]
+        assert results["phases"]["warm-up"] < 1 < results["phases"]["training"] and results["phases"]["validation"] > 0
+        assert done.stdout.rstrip().splitlines()[-1].startswith("wall time: load ")

@@ -151,6 +151,18 @@ def warm_up(script_args, training_args: MARLConfig, model, tokenizer, planner, l
     return {"samples": len(samples), "rollouts": drawn, "seconds": round(time.perf_counter() - start, 1), "loss": metrics.get("train_loss")}
 
 
+def phase_line(phases: dict[str, float]) -> str:
+    """`wall time: load 6 s, before 31 s, warm-up 118 s, training 512 s (validation 61 s), after 44 s; total 711 s`.
+
+    >>> phase_line({"load": 5.5, "before": 0.0, "warm-up": 0.0, "training": 10.2, "validation": 2.0, "after": 3.0})
+    'wall time: load 6 s, training 10 s (validation 2 s), after 3 s; total 19 s'
+    """
+    shown = [f"{name} {v:.0f} s" + (f" (validation {phases['validation']:.0f} s)" if name == "training" and phases.get("validation") else "")
+             for name, v in phases.items() if name != "validation" and v]
+    total = sum(v for name, v in phases.items() if name != "validation")  # validation runs inside training
+    return f"wall time: {', '.join(shown)}; total {total:.0f} s"
+
+
 def main(script_args: MARLScriptArguments, training_args: MARLConfig, model_args: ModelConfig) -> str:
     started = time.perf_counter()
     set_seed(training_args.seed)
@@ -173,12 +185,16 @@ def main(script_args: MARLScriptArguments, training_args: MARLConfig, model_args
         check_checkpoint(resume)
     out = Path(training_args.output_dir)
     arith = script_args.task == "arith" and script_args.eval_limit > 0
+    phases = {"load": time.perf_counter() - started}  # the main job's wall time per phase (issue 26): printed and recorded
+    mark = time.perf_counter()
     before = {}
     if arith and not resume and training_args.process_index == 0:
         before = evaluation(script_args, greedy, model, tokenizer, library, script_args.planner or "tiny-init")
+    phases["before"], mark = time.perf_counter() - mark, time.perf_counter()
     warmup = {}
     if script_args.warmup and not resume:
         warmup = warm_up(script_args, training_args, model, tokenizer, planner, library, dataset)
+    phases["warm-up"], mark = time.perf_counter() - mark, time.perf_counter()
 
     trainer = MARLTrainer(
         model.train(), planner, training_args, train_dataset=dataset, processing_class=tokenizer,
@@ -196,6 +212,8 @@ def main(script_args: MARLScriptArguments, training_args: MARLConfig, model_args
     trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.perf_counter() - train_start
     best = validation.load_best() if validation is not None else None
+    phases["training"], mark = time.perf_counter() - mark, time.perf_counter()
+    phases["validation"] = validation.seconds if validation is not None else 0.0
 
     trainer.save_model(str(out / "reasoner"))
     trainer.save_planner(out / "planner")
@@ -213,7 +231,10 @@ def main(script_args: MARLScriptArguments, training_args: MARLConfig, model_args
         after = evaluation(script_args, greedy, model, tokenizer, library, str(out / "planner"), initial_reasoner=initial)
         record.update(before=before, after=after)
         report = table(before, after) + "\n" + report
+    phases["after"] = time.perf_counter() - mark
+    record["phases"] = {k: round(v, 1) for k, v in phases.items()}
     record["total_seconds"] = round(time.perf_counter() - started, 1)
+    report += "\n" + phase_line(phases)
     (out / "results.json").write_text(json.dumps(record, indent=2))
     return report
 

@@ -14,6 +14,7 @@ DDP and ZeRO-2 (raise `ddp_timeout` for long validations), but under ZeRO-3 (sha
 from __future__ import annotations
 
 import json
+import time
 import logging
 from pathlib import Path
 
@@ -73,6 +74,7 @@ class Validation(TrainerCallback):
         self.best_dir = Path(trainer.args.output_dir) / BEST_DIR
         self.history: list[dict] = []
         self.best: dict | None = None
+        self.seconds = 0.0  # wall time spent validating (and saving the best pair), inside the training phase
 
     def restore(self) -> None:
         """Continue the record of an interrupted run (on resume; `on_train_begin` drops what the checkpoint did not reach)."""
@@ -84,6 +86,13 @@ class Validation(TrainerCallback):
     def validate(self, step: int) -> None:
         if not self.trainer.accelerator.is_main_process or any(h["step"] == step for h in self.history):
             return
+        start = time.perf_counter()
+        try:
+            self._validate(step)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def _validate(self, step: int) -> None:
         acc = greedy_accuracy(self.trainer, self.problems, self.limits)
         self.history.append({"step": step, "accuracy": acc})
         logger.info("validation at step %d: %.1f%% (%d problems)", step, 100 * acc, len(self.problems))

@@ -14,6 +14,7 @@ import json
 import logging
 import statistics
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ class Summary:
     errors: int
     seconds: float  # wall time spent on these problems (runs batched together share it)
     follow: float | None = None  # R_follow: share of steps that carry out their injected strategy (graph methods)
+    top_plan: list[str] | None = None  # the most common strategy sequence (graph methods)
+    top_plan_share: float | None = None  # share of problems answered with it: 1.0 means the plan ignores the problem
 
 
 def summarize(method: str, records: list[dict], library: StrategyLibrary | None = None) -> Summary:
@@ -51,6 +54,8 @@ def summarize(method: str, records: list[dict], library: StrategyLibrary | None 
     tokens = [r["tokens"] for r in ok]
     steps = [t for r in ok for t in r.get("trace", []) if t["strategy"]]
     follow = statistics.fmean(library.get(t["strategy"]).followed_by(t["text"]) for t in steps) if library and steps else None
+    plans = Counter(tuple(r["strategies"]) for r in ok if r["strategies"])
+    top_plan, top_count = plans.most_common(1)[0] if plans else ((), 0)
     return Summary(
         method=method,
         accuracy=sum(r["correct"] for r in records) / max(1, len(records)),
@@ -61,6 +66,8 @@ def summarize(method: str, records: list[dict], library: StrategyLibrary | None 
         errors=len(records) - len(ok),
         seconds=sum(r["seconds"] for r in records),  # recorded per problem, so a resumed run counts the same
         follow=follow,
+        top_plan=list(top_plan) if plans else None,
+        top_plan_share=top_count / sum(plans.values()) if plans else None,
     )
 
 
