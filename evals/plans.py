@@ -94,6 +94,12 @@ def oracle_accuracy(results: dict[str, list[dict]], types: list[str], picks: dic
     return sum(results[picks.get(t, fallback)][i]["correct"] for i, t in enumerate(types)) / max(1, len(types))
 
 
+def final_plans(ranked: list[str], picks: dict[str, str], terminal: str, top: int) -> list[str]:
+    """The plans scored on the final problems: `terminate` alone (the format-only baseline), the sweep's best `top`
+    and the oracle's picks, each once."""
+    return list(dict.fromkeys([terminal, *ranked[:top], *picks.values()]))
+
+
 def run_plans(plans: dict[str, list[str]], problems: list[Problem], reasoner, library, config, out_dir: Path, chunk: int) -> dict[str, list[dict]]:
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
@@ -120,7 +126,7 @@ def measure(injection: str, args, reasoner, library) -> dict:
     ranked = sorted(sweep, key=lambda n: -accuracy(sweep[n]))  # a stable sort: ties keep the plans' order
     picks = oracle_picks(sweep, sweep_types)
     terminal = library.terminal_id
-    chosen = list(dict.fromkeys([terminal, *ranked[: args.top], *picks.values()]))
+    chosen = final_plans(ranked, picks, terminal, args.top)
     print(f"{injection}: {len(chosen)} plans on {len(final_problems)} final problems", file=sys.stderr, flush=True)
     final = run_plans({n: plans[n] for n in chosen}, final_problems, reasoner, library, dataclasses.replace(config, seed=args.seed), base / "final", args.concurrency)
     final_types = [problem_type(p) for p in final_problems]

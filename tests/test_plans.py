@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from evals.plans import best_plan, fixed_plans, main, oracle_accuracy, oracle_picks, parse_args, problem_type
+from evals.plans import best_plan, final_plans, fixed_plans, main, oracle_accuracy, oracle_picks, parse_args, problem_type
 from rsim_graph.strategies import load_strategies
 from rsim_graph.tasks.base import Problem
 
@@ -49,6 +49,12 @@ def test_oracle_picks_the_best_plan_per_type_and_scores_it_elsewhere():
     final = {"t": recs(1, 1, 1, 1), "a": recs(1, 0, 0, 0), "b": recs(0, 0, 1, 0)}
     assert oracle_accuracy(final, ["x", "x", "y", "y"], picks, "a") == 0.5  # picks from the sweep, not the final set
     assert oracle_accuracy(final, ["x", "z", "y", "y"], picks, "t") == 0.75  # an unseen type gets the fallback
+
+
+def test_the_final_problems_get_terminate_the_best_plans_and_the_oracles_picks_once_each():
+    ranked = ["a > b", "c", "d", "terminate", "e"]
+    assert final_plans(ranked, {"word": "e", "expression": "a > b"}, "terminate", 2) == ["terminate", "a > b", "c", "e"]
+    assert final_plans(ranked, {}, "terminate", 0) == ["terminate"]
 
 
 def test_the_sweep_and_the_final_problems_must_differ(capsys):
