@@ -12,6 +12,7 @@ when asked for: the core still imports none of them (tests/test_layers.py).
 
 from __future__ import annotations
 
+import importlib.util
 import runpy
 import sys
 
@@ -47,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = COMMANDS[name][0]
     sys.argv = [f"rsim {name}", *(["solve"] if name == "solve" else []), *rest]
+    # A module imported before (tests, embedding) would make runpy warn and run over the stale copy; a package's
+    # own module stays, only its __main__ is what runs.
+    spec = importlib.util.find_spec(module)
+    sys.modules.pop(f"{module}.__main__" if spec and spec.submodule_search_locations else module, None)
     try:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
     except SystemExit as e:  # the module's own exit code (its `sys.exit(main())`, or argparse's)
