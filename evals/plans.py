@@ -40,6 +40,7 @@ from rsim_graph.strategies import StrategyLibrary, load_strategies
 from rsim_graph.tasks.base import Problem
 from rsim_graph.tasks.registry import load_task
 
+logger = logging.getLogger(__name__)
 FLAGS = ["reasoner", "strategies", "max_reasoning_steps", "max_step_tokens", "max_total_tokens"]
 
 
@@ -109,7 +110,7 @@ def run_plans(plans: dict[str, list[str]], problems: list[Problem], reasoner, li
         if summary.errors:
             raise RSIMError(f"plan {name!r}: {summary.errors} of {summary.n} problems failed (first: {next(r['error'] for r in records if r['error'])})")
         results[name] = records
-        print(f"  {name}: {100 * summary.accuracy:.1f}% (R_follow {summary.follow or 0:.2f}, {summary.mean_tokens:.0f} tokens)", file=sys.stderr, flush=True)
+        logger.info("  %s: %.1f%% (R_follow %.2f, %.0f tokens)", name, 100 * summary.accuracy, summary.follow or 0, summary.mean_tokens)
     return results
 
 
@@ -120,14 +121,14 @@ def measure(injection: str, args, reasoner, library) -> dict:
     sweep_problems = load_task(args.task, limit=args.sweep_limit, seed=args.sweep_seed)
     final_problems = load_task(args.task, limit=args.limit, seed=args.seed)
     base = args.output_dir / injection
-    print(f"{injection}: {len(plans)} plans on {len(sweep_problems)} sweep problems", file=sys.stderr, flush=True)
+    logger.info("%s: %d plans on %d sweep problems", injection, len(plans), len(sweep_problems))
     sweep = run_plans(plans, sweep_problems, reasoner, library, dataclasses.replace(config, seed=args.sweep_seed), base / "sweep", args.concurrency)
     sweep_types = [problem_type(p) for p in sweep_problems]
     ranked = sorted(sweep, key=lambda n: -accuracy(sweep[n]))  # a stable sort: ties keep the plans' order
     picks = oracle_picks(sweep, sweep_types)
     terminal = library.terminal_id
     chosen = final_plans(ranked, picks, terminal, args.top)
-    print(f"{injection}: {len(chosen)} plans on {len(final_problems)} final problems", file=sys.stderr, flush=True)
+    logger.info("%s: %d plans on %d final problems", injection, len(chosen), len(final_problems))
     final = run_plans({n: plans[n] for n in chosen}, final_problems, reasoner, library, dataclasses.replace(config, seed=args.seed), base / "final", args.concurrency)
     final_types = [problem_type(p) for p in final_problems]
     best = ranked[0]
@@ -216,6 +217,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logger.setLevel(logging.INFO)  # each plan's score as it finishes: a sweep runs for an hour or more
     args = parse_args(argv)
     try:
         library = load_strategies(args.strategies)
