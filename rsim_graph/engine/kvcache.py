@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
 
 # Per layer: (keys, values), each (kv_heads, seq, head_dim).
 LayerKV = tuple[torch.Tensor, torch.Tensor]
@@ -93,44 +92,6 @@ class PrefixStore:
             return self._entries.get(key)
 
 
-class GrowingLayer(DynamicLayer):
-    """A `DynamicLayer` that writes new keys/values into a buffer with spare room.
-
-    `DynamicLayer` concatenates on every token, so each token copies the whole cache and a step's
-    cost grows with the context. Here a step writes only its own tokens (the buffer doubles when
-    full), and `keys`/`values` are views of the filled part. On the tiny models the gain is small
-    (about 5% in the rollout benchmark); it grows with context length and batch size.
-    """
-
-    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        super().lazy_initialization(key_states, value_states)
-        self._kbuf: torch.Tensor | None = None
-        self._vbuf: torch.Tensor | None = None
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        n0 = 0 if self._kbuf is None else self.keys.shape[-2]
-        n1 = n0 + key_states.shape[-2]
-        if self._kbuf is None or n1 > self._kbuf.shape[-2]:
-            B, H, _, D = key_states.shape
-            kbuf, vbuf = key_states.new_empty(B, H, 2 * n1, D), value_states.new_empty(B, H, 2 * n1, D)
-            if n0:
-                kbuf[..., :n0, :] = self.keys
-                vbuf[..., :n0, :] = self.values
-            self._kbuf, self._vbuf = kbuf, vbuf
-        self._kbuf[..., n0:n1, :] = key_states
-        self._vbuf[..., n0:n1, :] = value_states
-        self.keys, self.values = self._kbuf[..., :n1, :], self._vbuf[..., :n1, :]
-        return self.keys, self.values
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        if self._kbuf is not None:
-            n = self.keys.shape[-2]
-            self._kbuf, self._vbuf = self._kbuf[indices], self._vbuf[indices]
-            self.keys, self.values = self._kbuf[..., :n, :], self._vbuf[..., :n, :]
-
-
 def padded_batch(
     prompts: list[list[int]], cached: list[Cached | None], config, pad_id: int, device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, DynamicCache]:
@@ -148,8 +109,10 @@ def padded_batch(
         mask[i, Lc + Ln - len(new[i]) :] = 1
         input_ids[i, Ln - len(new[i]) :] = torch.tensor(new[i], device=device)
         pos[i, Ln - len(new[i]) :] = torch.arange(n_cached[i], n_cached[i] + len(new[i]), device=device)
+    # transformers' own DynamicLayer (a concatenation per token). A layer that wrote into a buffer with spare room
+    # (GrowingLayer, removed 2026-12-08) was slower here: `evals.bench rollout`, interleaved runs, 9.96-11.84 vs
+    # 14.65-16.15 concurrent traj/s and 1393-1656 vs 2049-2258 step-wise tok/s, the same answers.
     past = DynamicCache(config=config)
-    past.layers = [GrowingLayer() for _ in past.layers]
     if Lc:
         for layer, (k, v) in zip(past.layers, _pad_layers(cached, Lc), strict=False):
             layer.update(k, v)
