@@ -19,9 +19,10 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from evals.cli import run_command
 from evals.report import plot, score_table, token_table
 from rsim_graph.config import add_runtime_flags, config_from, refuse_renamed
-from rsim_graph.errors import InputError, RSIMError
+from rsim_graph.errors import InputError
 from rsim_graph.evaluation.runner import evaluate
 from rsim_graph.loading import BUNDLED_PLANNER, is_bundled, load_reasoner, reasoner_path, resolve_injection
 from rsim_graph.evaluation.methods import METHODS, resolve
@@ -137,15 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
     hf_logging.disable_progress_bar()
     args = parse_args(argv)
-    try:
-        print(run(args), end="")
-    except RSIMError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
-    return 0
+    return run_command(lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from evals.cli import run_command
 from rsim_graph.config import add_runtime_flags, config_from
 from rsim_graph.errors import InputError, RSIMError
 from rsim_graph.evaluation.runner import evaluate
@@ -219,29 +220,25 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logger.setLevel(logging.INFO)  # each plan's score as it finishes: a sweep runs for an hour or more
     args = parse_args(argv)
-    try:
-        library = load_strategies(args.strategies)
-        injections = [i.strip() for i in args.injection.split(",") if i.strip()]
-        bad = [i for i in injections if i not in ("auto", "prefill", "system", "headers")]
-        if bad:
-            raise InputError(f"unknown injection {bad[0]!r}; choose from prefill, system, headers, auto")
-        load_task(args.task, limit=1, seed=args.seed)  # a bad task fails before the model loads
-        reasoner = load_reasoner(args.reasoner, seed=args.seed)
-        injections = [resolve_injection(i, args.reasoner, None, getattr(reasoner, "tokenizer", None)) for i in injections]
-        for i in injections:
-            measure(i, args, reasoner, library)
-    except RSIMError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+    return run_command(lambda: sweep(args))
+
+
+def sweep(args: argparse.Namespace) -> str:
+    """Measure every injection asked for, then the report of all measured into `--output_dir` so far."""
+    library = load_strategies(args.strategies)
+    injections = [i.strip() for i in args.injection.split(",") if i.strip()]
+    bad = [i for i in injections if i not in ("auto", "prefill", "system", "headers")]
+    if bad:
+        raise InputError(f"unknown injection {bad[0]!r}; choose from prefill, system, headers, auto")
+    load_task(args.task, limit=1, seed=args.seed)  # a bad task fails before the model loads
+    reasoner = load_reasoner(args.reasoner, seed=args.seed)
+    for i in injections:
+        measure(resolve_injection(i, args.reasoner, None, getattr(reasoner, "tokenizer", None)), args, reasoner, library)
     # every injection measured into this directory so far, so that runs of one injection each add up to one report
     results = [json.loads(f.read_text()) for f in sorted(args.output_dir.glob("*/summary.json"))]
     text = report(results)
     (args.output_dir / "report.md").write_text(text)
-    print(text, end="")
-    return 0
+    return text
 
 
 if __name__ == "__main__":
